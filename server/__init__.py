@@ -1,0 +1,1 @@
+"""Créneau: an open, interoperable FHIR R4B scheduling server."""

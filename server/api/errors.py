@@ -1,0 +1,48 @@
+"""The one place where failures become HTTP responses: always an OperationOutcome."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from server.api.negotiation import fhir_response
+from server.fhir import outcome
+from server.fhir.outcome import FhirError, Issue
+
+log = logging.getLogger("creneau")
+HTTP_CODES = {404: "not-found", 405: "not-supported", 406: "not-supported", 413: "too-costly",
+              415: "not-supported"}
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(FhirError, _fhir_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _request_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)
+
+
+async def _fhir_error(request: Request, error: FhirError) -> Response:
+    return fhir_response(error.status, error.outcome())
+
+
+async def _http_error(request: Request, error: HTTPException) -> Response:
+    code = HTTP_CODES.get(error.status_code, "processing")
+    issue = Issue(code, str(error.detail))
+    return fhir_response(error.status_code, outcome.operation_outcome([issue]),
+                         headers=dict(error.headers or {}))
+
+
+async def _request_error(request: Request, error: RequestValidationError) -> Response:
+    issues = [Issue("invalid", str(e.get("msg")), expression=(".".join(map(str, e["loc"])),))
+              for e in error.errors()]
+    return fhir_response(400, outcome.operation_outcome(issues))
+
+
+async def _unexpected(request: Request, error: Exception) -> Response:
+    log.exception("Unexpected error on %s %s", request.method, request.url.path)
+    issue = Issue("exception", "Internal error; it has been logged", severity="fatal")
+    return fhir_response(500, outcome.operation_outcome([issue]))

@@ -1,0 +1,211 @@
+"""The FHIR RESTful interactions, free of HTTP framing.
+
+REST routes and Bundle entries both call these, so a write reached through a transaction Bundle
+meets exactly the checks of the same write sent alone. Writes take the Transaction they run in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import jsonpatch
+
+from server.api.replies import Reply, version_reply
+from server.fhir import outcome, resources, summary
+from server.fhir.bundles import bundle, history_entry, search_entry
+from server.fhir.search import Parser, SearchRequest
+from server.fhir.searchparams import registry
+from server.fhir.values import date_range
+from server.store import searching, writes
+from server.store.base import Reader, Store, Transaction, Version
+
+CONDITIONAL_LIMIT = 2
+
+
+@dataclass
+class Interactions:
+    store: Store
+    base: str
+
+    # reads
+
+    async def read(self, resource_type: str, resource_id: str) -> Reply:
+        current = await self._live(self.store, resource_type, resource_id)
+        return version_reply(200, current, self.base)
+
+    async def vread(self, resource_type: str, resource_id: str, version_id: str) -> Reply:
+        resources.check_type(resource_type)
+        resources.check_id(resource_id)
+        if not version_id.isdigit():
+            raise outcome.not_found(f"No version {version_id[:20]!r} of {resource_type}/{resource_id}")
+        version = await self.store.version(resource_type, resource_id, int(version_id))
+        if version is None:
+            raise outcome.not_found(f"{resource_type}/{resource_id}/_history/{version_id} not found")
+        if version.deleted:
+            raise outcome.gone(f"{resource_type}/{resource_id} was deleted in version {version_id}")
+        return version_reply(200, version, self.base)
+
+    async def search(self, resource_type: str | None, params: list[tuple[str, str]], *,
+                     strict: bool, reader: Reader | None = None, self_url: str = "") -> Reply:
+        if resource_type is None:
+            raise outcome.bad_request("Search across all types is not supported: name a type")
+        resources.check_type(resource_type)
+        request = self.parser(strict).parse(resource_type, params)
+        result = await searching.search(reader or self.store, request, self.base)
+        return Reply(200, self._searchset(request, result, params, self_url))
+
+    def _searchset(self, request: SearchRequest, result: searching.SearchResult,
+                   params: list[tuple[str, str]], self_url: str) -> dict[str, Any]:
+        page = result.page
+        entries = [] if request.summary == "count" else [
+            search_entry(summary.apply(v.body or {}, request.summary, request.elements),
+                         self.base, "match") for v in page.versions]
+        entries += [search_entry(v.body or {}, self.base, "include") for v in result.included]
+        if request.ignored:
+            entries.append(_ignored_outcome(request.ignored))
+        links = {"self": self_url}
+        base_query = [(k, v) for k, v in params if k != "_cursor"]
+        for relation, cursor in (("next", page.next_cursor), ("previous", page.previous_cursor)):
+            if cursor:
+                links[relation] = _link(self.base, request.resource_type, base_query, cursor)
+        total = page.total if request.total != "none" else None
+        return bundle("searchset", entries, total=total, links=links)
+
+    async def history(self, resource_type: str | None, resource_id: str | None,
+                      params: list[tuple[str, str]], self_url: str) -> Reply:
+        if resource_type is not None:
+            resources.check_type(resource_type)
+        if resource_id is not None:
+            await self._exists(resource_type or "", resource_id)
+        options = dict(params)
+        count = min(int(options["_count"]), 1000) if options.get("_count", "").isdigit() else 50
+        since = None
+        if "_since" in options:
+            span = date_range(options["_since"])
+            if span is None:
+                raise outcome.bad_request(f"_since {options['_since']!r} is not an instant")
+            since = span[0]
+        found = await self.store.history(resource_type, resource_id, since=since, count=count,
+                                         cursor=options.get("_cursor"))
+        entries = [history_entry(v.type, v.id, v.version, v.last_updated, v.method, v.body,
+                                 self.base) for v in found.versions]
+        links = {"self": self_url}
+        if found.next_cursor:
+            path = "/".join(p for p in (resource_type, resource_id) if p)
+            query = [(k, v) for k, v in params if k != "_cursor"] + [("_cursor", found.next_cursor)]
+            links["next"] = f"{self.base}/{path + '/' if path else ''}_history?{urlencode(query)}"
+        return Reply(200, bundle("history", entries, links=links))
+
+    # writes
+
+    async def create(self, tx: Transaction, resource_type: str, body: Any, *,
+                     if_none_exist: str | None = None, assigned_id: str | None = None) -> Reply:
+        resources.check_type(resource_type)
+        resource = resources.validate(body, resource_type)
+        if if_none_exist:
+            existing = await self._matching(tx, resource_type, if_none_exist)
+            if len(existing) > 1:
+                raise outcome.precondition_failed("If-None-Exist matches several resources")
+            if existing:
+                return version_reply(200, existing[0], self.base, location=True)
+        version = await writes.create(tx, resource, own_base=self.base, resource_id=assigned_id)
+        return version_reply(201, version, self.base, location=True)
+
+    async def update(self, tx: Transaction, resource_type: str, resource_id: str, body: Any, *,
+                     if_match: int | None = None) -> Reply:
+        resources.check_type(resource_type)
+        resources.check_id(resource_id)
+        resource = resources.validate(body, resource_type)
+        if resource.get("id") != resource_id:
+            raise outcome.bad_request(f"The resource id {resource.get('id')!r} must equal the "
+                                      f"URL id {resource_id!r}")
+        version, created = await writes.update(tx, resource, resource_id, own_base=self.base,
+                                               if_match=if_match)
+        return version_reply(201 if created else 200, version, self.base, location=created)
+
+    async def conditional_update(self, tx: Transaction, resource_type: str, query: str,
+                                 body: Any, *, if_match: int | None = None) -> Reply:
+        resources.check_type(resource_type)
+        matches = await self._matching(tx, resource_type, query)
+        if len(matches) > 1:
+            raise outcome.precondition_failed("The conditional update matches several resources")
+        given_id = body.get("id") if isinstance(body, dict) else None
+        if matches and given_id not in (None, matches[0].id):
+            raise outcome.bad_request("The resource id differs from the one the condition found")
+        if not matches and given_id is None:
+            return await self.create(tx, resource_type, body)
+        target = matches[0].id if matches else str(given_id)
+        return await self.update(tx, resource_type, target, {**body, "id": target},
+                                 if_match=if_match)
+
+    async def patch(self, tx: Transaction, resource_type: str, resource_id: str, operations: Any,
+                    *, if_match: int | None = None) -> Reply:
+        current = await self._live(tx, resource_type, resource_id)
+        if not isinstance(operations, list):
+            raise outcome.bad_request("A JSON Patch body is an array of operations")
+        try:
+            patched = jsonpatch.apply_patch(current.body, operations)
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError) as exc:
+            raise outcome.FhirError(422, [outcome.Issue("processing", f"JSON Patch failed: {exc}")]) from None
+        if patched.get("id") != resource_id or patched.get("resourceType") != resource_type:
+            raise outcome.invalid_one("A patch may not change the resource's id or type")
+        return await self.update(tx, resource_type, resource_id, patched,
+                                 if_match=if_match if if_match is not None else current.version)
+
+    async def delete(self, tx: Transaction, resource_type: str, resource_id: str, *,
+                     if_match: int | None = None) -> Reply:
+        resources.check_type(resource_type)
+        resources.check_id(resource_id)
+        tombstone = await writes.delete(tx, resource_type, resource_id, if_match=if_match)
+        headers = {"ETag": f'W/"{tombstone.version}"'} if tombstone else {}
+        return Reply(204, None, headers)
+
+    async def conditional_delete(self, tx: Transaction, resource_type: str, query: str) -> Reply:
+        resources.check_type(resource_type)
+        matches = await self._matching(tx, resource_type, query)
+        if len(matches) > 1:
+            raise outcome.precondition_failed("The conditional delete matches several resources")
+        if not matches:
+            return Reply(204)
+        return await self.delete(tx, resource_type, matches[0].id)
+
+    # shared
+
+    def parser(self, strict: bool) -> Parser:
+        return Parser(registry(), strict=strict, own_base=self.base)
+
+    async def _matching(self, reader: Reader, resource_type: str, query: str) -> list[Version]:
+        params = parse_qsl(query.lstrip("?"), keep_blank_values=True)
+        if not params:
+            raise outcome.bad_request("A conditional interaction needs search criteria")
+        request = self.parser(strict=True).parse(resource_type, params)
+        request.count = CONDITIONAL_LIMIT
+        request.total = "none"
+        return (await searching.search(reader, request, self.base)).page.versions
+
+    async def _live(self, reader: Reader, resource_type: str, resource_id: str) -> Version:
+        current = await self._exists(resource_type, resource_id, reader)
+        if current.deleted:
+            raise outcome.gone(f"{resource_type}/{resource_id} has been deleted")
+        return current
+
+    async def _exists(self, resource_type: str, resource_id: str,
+                      reader: Reader | None = None) -> Version:
+        resources.check_type(resource_type)
+        resources.check_id(resource_id)
+        current = await (reader or self.store).current(resource_type, resource_id)
+        if current is None:
+            raise outcome.not_found(f"{resource_type}/{resource_id} not found")
+        return current
+
+
+def _ignored_outcome(names: list[str]) -> dict[str, Any]:
+    issues = [outcome.Issue("not-supported", f"Search parameter {name!r} is unknown and was "
+                            "ignored", severity="warning") for name in names]
+    return {"resource": outcome.operation_outcome(issues), "search": {"mode": "outcome"}}
+
+
+def _link(base: str, resource_type: str, params: list[tuple[str, str]], cursor: str) -> str:
+    return f"{base}/{resource_type}?{urlencode([*params, ('_cursor', cursor)])}"

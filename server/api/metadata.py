@@ -1,0 +1,77 @@
+"""GET /fhir/metadata: the CapabilityStatement, generated from what is really implemented —
+the served types, the interactions the routes answer and every search parameter the registry
+loaded from the official definitions."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+from starlette.responses import Response
+
+from server.api.deps import SettingsDep
+from server.api.negotiation import check_accept, fhir_response
+from server.fhir.resources import SERVED_TYPES
+from server.fhir.search import MODIFIERS
+from server.fhir.searchparams import registry
+
+router = APIRouter(prefix="/fhir", dependencies=[Depends(check_accept)])
+INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance",
+                "history-type", "create", "search-type")
+SOFTWARE_VERSION = "0.1.0"
+
+
+@router.get("/metadata")
+async def metadata(request: Request, settings: SettingsDep) -> Response:
+    return fhir_response(200, capability_statement(settings.fhir_base))
+
+
+@cache
+def capability_statement(base: str) -> dict[str, Any]:
+    statement = {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-22",
+        "publisher": "Créneau",
+        "kind": "instance",
+        "software": {"name": "Créneau", "version": SOFTWARE_VERSION},
+        "implementation": {"description": "Créneau FHIR scheduling server", "url": base},
+        "fhirVersion": "4.3.0",
+        "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [{
+            "mode": "server",
+            "resource": [_resource(t) for t in SERVED_TYPES],
+            "interaction": [{"code": "transaction"}, {"code": "batch"},
+                            {"code": "history-system"}],
+        }],
+    }
+    CapabilityStatement.model_validate(statement)
+    return statement
+
+
+def _resource(resource_type: str) -> dict[str, Any]:
+    params = registry().of(resource_type)
+    reverse = sorted(f"{other}:{code}" for other in SERVED_TYPES
+                     for code, p in registry().of(other).items()
+                     if p.type == "reference" and (not p.targets or resource_type in p.targets))
+    return {
+        "type": resource_type,
+        "interaction": [{"code": code} for code in INTERACTIONS],
+        "versioning": "versioned-update",
+        "readHistory": True,
+        "updateCreate": True,
+        "conditionalCreate": True,
+        "conditionalUpdate": True,
+        "conditionalDelete": "single",
+        "searchInclude": sorted(f"{resource_type}:{code}" for code, p in params.items()
+                                if p.type == "reference"),
+        "searchRevInclude": reverse,
+        "searchParam": [
+            {"name": code, "definition": p.url, "type": p.type,
+             "documentation": "Modifiers: " + ", ".join(sorted(MODIFIERS[p.type]))}
+            for code, p in sorted(params.items())
+        ],
+    }

@@ -1,0 +1,57 @@
+"""Content negotiation: JSON only, in the FHIR media types; request bodies within limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import Request
+from starlette.responses import Response
+
+from server.fhir import jsonbody, outcome
+
+FHIR_JSON = "application/fhir+json"
+JSON_TYPES = ("application/fhir+json", "application/json", "application/json-patch+json")
+XML_HINTS = ("xml",)
+
+
+def fhir_response(status: int, body: dict[str, Any] | None,
+                  headers: dict[str, str] | None = None, pretty: bool = False) -> Response:
+    if body is None:
+        return Response(status_code=status, headers=headers)
+    option = orjson.OPT_INDENT_2 if pretty else 0
+    return Response(orjson.dumps(body, option=option), status_code=status,
+                    media_type=f"{FHIR_JSON}; charset=utf-8", headers=headers)
+
+
+def check_accept(request: Request) -> None:
+    """406 for a client that asks only for a format we do not produce (XML, ...)."""
+    wanted = request.query_params.get("_format")
+    if wanted is not None:
+        if wanted not in ("json", "application/json", "application/fhir+json"):
+            raise outcome.not_acceptable(f"_format {wanted!r} is not served; use json")
+        return
+    accept = request.headers.get("accept", "")
+    if not accept:
+        return
+    ranges = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    if any(r in ("*/*", "application/*") or "json" in r for r in ranges):
+        return
+    raise outcome.not_acceptable(f"Accept {accept!r} is not served; this server speaks "
+                                 f"{FHIR_JSON}")
+
+
+async def read_json(request: Request, limit: int, media: tuple[str, ...] = JSON_TYPES) -> Any:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in media:
+        raise outcome.unsupported_media(f"Content-Type {content_type or 'none'!r} is not "
+                                        f"accepted here; send {' or '.join(media)}")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise outcome.too_large(f"The body is larger than {limit} bytes")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise outcome.too_large(f"The body is larger than {limit} bytes")
+    return jsonbody.parse(bytes(raw))

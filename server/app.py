@@ -1,0 +1,46 @@
+"""create_app(settings): wiring only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from server.api import errors, metadata, rest
+from server.config import Settings
+from server.store.base import Store
+from server.store.sqlite import SqliteStore
+
+
+def make_store(settings: Settings) -> Store:
+    if settings.mongodb_uri:
+        from server.store.mongo import MongoStore
+
+        return MongoStore(settings.mongodb_uri, own_base=settings.fhir_base)
+    return SqliteStore(settings.sqlite_path, own_base=settings.fhir_base)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = make_store(settings)
+        await store.open()
+        app.state.store = store
+        try:
+            yield
+        finally:
+            await store.close()
+
+    app = FastAPI(title="Créneau", version="0.1.0", lifespan=lifespan,
+                  description="Open, interoperable FHIR R4B scheduling server")
+    app.state.settings = settings
+    errors.install(app)
+    app.include_router(metadata.router)
+    app.include_router(rest.router)
+    return app
+
+
+def from_env() -> FastAPI:
+    """The app factory uvicorn workers call: settings come from CRENEAU_* variables."""
+    return create_app(Settings.from_env())

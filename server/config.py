@@ -1,0 +1,47 @@
+"""Settings, from the environment (`CRENEAU_*`) or the command line; passed down from
+`create_app(settings)`, never read from globals."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path(".creneau")
+    mongodb_uri: str | None = None
+    base_url: str = ""  # public FHIR base; derived from host and port when empty
+    max_body_bytes: int = 2 * 1024 * 1024
+
+    @property
+    def fhir_base(self) -> str:
+        return (self.base_url or f"http://{self.host}:{self.port}/fhir").rstrip("/")
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "creneau.sqlite"
+
+    def to_env(self) -> dict[str, str]:
+        """The CRENEAU_* variables that recreate these settings in a worker process."""
+        env = {"CRENEAU_HOST": self.host, "CRENEAU_PORT": str(self.port),
+               "CRENEAU_DATA_DIR": str(self.data_dir), "CRENEAU_BASE_URL": self.base_url,
+               "CRENEAU_MAX_BODY_BYTES": str(self.max_body_bytes)}
+        if self.mongodb_uri:
+            env["CRENEAU_MONGODB_URI"] = self.mongodb_uri
+        return env
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        settings = cls()
+        overrides: dict[str, object] = {}
+        for name, convert in (("host", str), ("port", int), ("data_dir", Path),
+                              ("mongodb_uri", str), ("base_url", str), ("max_body_bytes", int)):
+            value = env.get(f"CRENEAU_{name.upper()}")
+            if value:
+                overrides[name] = convert(value)
+        return replace(settings, **overrides)  # type: ignore[arg-type]

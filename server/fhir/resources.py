@@ -1,0 +1,125 @@
+"""The resource types Créneau serves, and validation of incoming resources.
+
+`fhir.resources` (R4B) checks structure and datatypes; it does not check required value-set
+bindings, the id format or that a resource is what the URL says. Those checks are added here.
+Reference resolution needs the store and lives with the writers (`server.store.references`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from server.fhir import outcome
+from server.fhir.outcome import Issue
+
+SERVED_TYPES: tuple[str, ...] = (
+    "Organization", "Location", "Practitioner", "PractitionerRole", "HealthcareService",
+    "Patient", "Schedule", "Slot", "Appointment", "AppointmentResponse", "Medication",
+    "SupplyRequest", "SupplyDelivery", "Immunization", "Endpoint", "AuditEvent", "Provenance",
+    "Communication",
+)
+ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+PROFILES = Path(__file__).resolve().parents[2] / "profiles"
+
+
+def is_served(resource_type: str) -> bool:
+    return resource_type in SERVED_TYPES
+
+
+def check_type(resource_type: str) -> None:
+    if not is_served(resource_type):
+        raise outcome.not_found(f"Resource type {resource_type!r} is not served here")
+
+
+def check_id(resource_id: str) -> None:
+    if not ID_PATTERN.fullmatch(resource_id):
+        raise outcome.bad_request(f"{resource_id[:80]!r} is not a valid FHIR id", "value")
+
+
+def validate(body: Any, resource_type: str | None = None) -> dict[str, Any]:
+    """Return `body` if it is a valid resource (of `resource_type` when given), else raise 422/400."""
+    if not isinstance(body, dict):
+        raise outcome.bad_request("The body must be a JSON object", "structure")
+    actual = body.get("resourceType")
+    if not isinstance(actual, str):
+        raise outcome.invalid_one("resourceType is missing", "resourceType", "required")
+    if resource_type is not None and actual != resource_type:
+        raise outcome.bad_request(
+            f"resourceType {actual!r} does not match the URL's type {resource_type!r}")
+    if not is_served(actual):
+        raise outcome.invalid_one(f"Resource type {actual!r} is not served", "resourceType")
+    if "id" in body and (not isinstance(body["id"], str) or not ID_PATTERN.fullmatch(body["id"])):
+        raise outcome.invalid_one("id is not a valid FHIR id", f"{actual}.id", "value")
+    try:
+        get_fhir_model_class(actual).model_validate(body)
+    except ValidationError as exc:
+        raise outcome.invalid([_issue(actual, error) for error in exc.errors()]) from None
+    issues = binding_issues(body)
+    if issues:
+        raise outcome.invalid(issues)
+    return body
+
+
+def _issue(resource_type: str, error: Any) -> Issue:
+    path = resource_type
+    for part in error["loc"]:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return Issue("invalid", message, expression=(path,))
+
+
+@cache
+def required_bindings() -> dict[str, frozenset[str]]:
+    """Element path → allowed codes, for the required bindings of the served types."""
+    data = json.loads((PROFILES / "required-bindings.json").read_text())
+    return {path: frozenset(entry["codes"]) for path, entry in data.items()
+            if entry["types"] in (["code"], ["Coding"], ["CodeableConcept"])}
+
+
+def binding_issues(body: dict[str, Any]) -> list[Issue]:
+    issues: list[Issue] = []
+    resource_type = body["resourceType"]
+    for path, codes in required_bindings().items():
+        element_type, _, rest = path.partition(".")
+        if element_type != resource_type:
+            continue
+        for where, value in _walk(body, rest.split("."), resource_type):
+            for code in _codes(value):
+                if code not in codes:
+                    issues.append(Issue("code-invalid", f"{code!r} is not in the required "
+                                        f"value set for {path}", expression=(where,)))
+    return issues
+
+
+def _walk(node: Any, steps: list[str], where: str) -> list[tuple[str, Any]]:
+    if not steps:
+        return [(where, node)]
+    if isinstance(node, list):
+        found = []
+        for index, item in enumerate(node):
+            found += _walk(item, steps, f"{where}[{index}]")
+        return found
+    if not isinstance(node, dict) or steps[0] not in node:
+        return []
+    return _walk(node[steps[0]], steps[1:], f"{where}.{steps[0]}")
+
+
+def _codes(value: Any) -> list[str]:
+    """Codes carried by a code, a list of codes, a Coding or a CodeableConcept."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [code for item in value for code in _codes(item)]
+    if isinstance(value, dict):
+        if "coding" in value:
+            return [c["code"] for c in value["coding"] if "code" in c]
+        if "code" in value:
+            return [value["code"]]
+    return []

@@ -1,0 +1,100 @@
+"""The store interface: what every store must do, and nothing about how.
+
+A store reads current versions, old versions, history and search pages; it writes only inside a
+`Transaction`, which is atomic (all of it or none of it) and isolated from concurrent writers.
+What is written (versions, meta, index values) is decided once, in `server.store.writes`, so the
+stores only persist it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.fhir.indexing import IndexValues
+from server.fhir.search import Match, SortKey
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version of one resource; `body` is None for a deletion."""
+
+    type: str
+    id: str
+    version: int
+    last_updated: str
+    body: dict[str, Any] | None
+    method: str = "PUT"
+
+    @property
+    def deleted(self) -> bool:
+        return self.body is None
+
+
+@dataclass(frozen=True)
+class Query:
+    """What a store must find: resources of one type meeting every Match, in order, one page."""
+
+    resource_type: str
+    matches: list[Match]
+    sort: list[SortKey] = field(default_factory=list)
+    count: int = 50
+    cursor: str | None = None
+    with_total: bool = False
+
+
+@dataclass
+class Found:
+    versions: list[Version]
+    total: int | None = None
+    next_cursor: str | None = None
+    previous_cursor: str | None = None
+
+
+class Reader(ABC):
+    """Reads, from the committed state (a store) or from inside a transaction (its own writes)."""
+
+    @abstractmethod
+    async def current(self, resource_type: str, resource_id: str) -> Version | None:
+        """The latest version (a deletion included), or None if never created."""
+
+    @abstractmethod
+    async def find(self, query: Query) -> Found:
+        """One page of current, not deleted resources matching the query."""
+
+    @abstractmethod
+    async def current_many(self, keys: list[tuple[str, str]]) -> list[Version]:
+        """The latest live versions of the given (type, id) pairs, those that exist."""
+
+
+class Transaction(Reader):
+    @abstractmethod
+    async def put(self, new: Version, index: IndexValues | None, previous: Version | None) -> None:
+        """Persist `new` as the current version. Raises FhirError 409 if the current version is
+        no longer `previous` (another writer got there first)."""
+
+
+class Store(Reader):
+    own_base: str = ""
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Create tables, collections and indexes; ready the connections."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """An atomic unit of work: committed on normal exit, rolled back on an exception."""
+
+    @abstractmethod
+    async def version(self, resource_type: str, resource_id: str, version: int) -> Version | None:
+        ...
+
+    @abstractmethod
+    async def history(self, resource_type: str | None, resource_id: str | None, *,
+                      since: str | None, count: int, cursor: str | None) -> Found:
+        """Versions, newest first; of one resource, of one type, or of the whole server."""

@@ -1,0 +1,146 @@
+"""Searches the stores share: chains and `_has` resolved into plain Matches, then the page,
+then `_include`/`_revinclude`. Only `Reader.find` differs from one store to the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from server.fhir import outcome
+from server.fhir.indexing import references
+from server.fhir.search import (
+    ANY_SYSTEM,
+    Chain,
+    Condition,
+    Has,
+    Include,
+    Match,
+    ReferenceValue,
+    SearchRequest,
+    TokenValue,
+)
+from server.fhir.searchparams import registry
+from server.store.base import Found, Query, Reader, Version
+
+CHAIN_LIMIT = 5000
+INCLUDE_LIMIT = 1000
+ITERATE_DEPTH = 4
+
+
+@dataclass
+class SearchResult:
+    page: Found
+    included: list[Version] = field(default_factory=list)
+
+
+async def search(reader: Reader, request: SearchRequest, own_base: str = "") -> SearchResult:
+    matches = await resolve(reader, request.resource_type, request.conditions, own_base)
+    if matches is None:
+        return SearchResult(Found([], 0 if request.total != "none" else None))
+    with_total = request.total in ("accurate", "estimate") or request.summary == "count"
+    count = 0 if request.summary == "count" else request.count
+    page = await reader.find(Query(request.resource_type, matches, request.sort, count,
+                                   request.cursor, with_total))
+    if page.total is None and request.total == "auto" and not page.next_cursor \
+            and not request.cursor:
+        page.total = len(page.versions)
+    included = await include(reader, page.versions, request, own_base)
+    return SearchResult(page, included)
+
+
+async def resolve(reader: Reader, resource_type: str, conditions: list[Condition],
+                  own_base: str) -> list[Match] | None:
+    """Plain Matches equivalent to the conditions; None when they cannot match anything."""
+    matches: list[Match] = []
+    for condition in conditions:
+        if isinstance(condition, Match):
+            matches.append(condition)
+            continue
+        match = await (_chain(reader, condition, own_base) if isinstance(condition, Chain)
+                       else _has(reader, resource_type, condition, own_base))
+        if match is None:
+            return None
+        matches.append(match)
+    return matches
+
+
+async def _chain(reader: Reader, chain: Chain, own_base: str) -> Match | None:
+    targets = await _all(reader, chain.target_type, [chain.condition], own_base)
+    if not targets:
+        return None
+    values = tuple(ReferenceValue(v.type, v.id, f"{v.type}/{v.id}") for v in targets)
+    return Match(chain.param, "reference", None, values)
+
+
+async def _has(reader: Reader, resource_type: str, has: Has, own_base: str) -> Match | None:
+    sources = await _all(reader, has.source_type, [has.condition], own_base)
+    param = registry().get(has.source_type, has.reference_param)
+    ids = {
+        target_id
+        for source in sources if source.body is not None and param is not None
+        for value in param.values(source.body)
+        for target_type, target_id, _ in references(value, own_base)
+        if target_type == resource_type and target_id
+    }
+    if not ids:
+        return None
+    return Match("_id", "token", None, tuple(TokenValue(ANY_SYSTEM, i) for i in sorted(ids)))
+
+
+async def _all(reader: Reader, resource_type: str, conditions: list[Condition],
+               own_base: str) -> list[Version]:
+    matches = await resolve(reader, resource_type, conditions, own_base)
+    if matches is None:
+        return []
+    found = await reader.find(Query(resource_type, matches, count=CHAIN_LIMIT + 1))
+    if len(found.versions) > CHAIN_LIMIT:
+        raise outcome.FhirError(400, [outcome.Issue(
+            "too-costly", f"A chained or _has condition on {resource_type} matches more than "
+                          f"{CHAIN_LIMIT} resources; narrow it")])
+    return found.versions
+
+
+async def include(reader: Reader, matched: list[Version], request: SearchRequest,
+                  own_base: str) -> list[Version]:
+    """Resources named by _include and _revinclude, each once, none already matched."""
+    seen = {(v.type, v.id) for v in matched}
+    included: list[Version] = []
+    layer = matched
+    for depth in range(ITERATE_DEPTH):
+        rules = [r for r in request.includes if depth == 0 or r.iterate]
+        reverse = [r for r in request.revincludes if depth == 0 or r.iterate]
+        found = await _targets(reader, layer, rules, own_base)
+        found += await _referrers(reader, layer, reverse)
+        layer = [v for v in found if (v.type, v.id) not in seen]
+        seen.update((v.type, v.id) for v in layer)
+        included += layer
+        if not layer or len(included) >= INCLUDE_LIMIT:
+            break
+    return included[:INCLUDE_LIMIT]
+
+
+async def _targets(reader: Reader, sources: list[Version], rules: list[Include],
+                   own_base: str) -> list[Version]:
+    keys: dict[tuple[str, str], None] = {}
+    for rule in rules:
+        param = registry().get(rule.source_type, rule.param)
+        for source in sources:
+            if source.type != rule.source_type or source.body is None or param is None:
+                continue
+            for value in param.values(source.body):
+                for target_type, target_id, _ in references(value, own_base):
+                    if target_type and target_id and rule.target_type in (None, target_type):
+                        keys[(target_type, target_id)] = None
+    return await reader.current_many(list(keys))
+
+
+async def _referrers(reader: Reader, targets: list[Version], rules: list[Include]) -> list[Version]:
+    found: list[Version] = []
+    for rule in rules:
+        values = tuple(ReferenceValue(t.type, t.id, f"{t.type}/{t.id}") for t in targets
+                       if rule.target_type in (None, t.type))
+        if values:
+            query = Query(rule.source_type, [Match(rule.param, "reference", None, values)],
+                          count=INCLUDE_LIMIT)
+            found += (await reader.find(query)).versions
+    return found

@@ -1,0 +1,304 @@
+"""The embedded store: SQLite in WAL mode, in-process, nothing to install.
+
+`resources` holds the current version of each resource (its `seq` is the insertion order that
+paging follows), `history` every version, and one `idx_*` table per search-parameter kind the
+index values. Writes run inside `BEGIN IMMEDIATE` transactions, so writers are serialized by
+SQLite itself, across threads and worker processes alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import orjson
+
+from server.fhir import outcome
+from server.fhir.indexing import IndexValues
+from server.store import sqlite_search
+from server.store.base import Found, Query, Reader, Store, Transaction, Version
+
+T = TypeVar("T")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS resources (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT NOT NULL, id TEXT NOT NULL,
+    version INTEGER NOT NULL, last_updated TEXT NOT NULL, deleted INTEGER NOT NULL, body BLOB,
+    UNIQUE (type, id));
+CREATE INDEX IF NOT EXISTS resources_by_type ON resources (type, deleted, seq);
+CREATE TABLE IF NOT EXISTS history (
+    hseq INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT NOT NULL, id TEXT NOT NULL,
+    version INTEGER NOT NULL, last_updated TEXT NOT NULL, method TEXT NOT NULL, body BLOB,
+    UNIQUE (type, id, version));
+CREATE INDEX IF NOT EXISTS history_by_type ON history (type, hseq);
+CREATE TABLE IF NOT EXISTS idx_token (rid INTEGER NOT NULL, rtype TEXT NOT NULL,
+    param TEXT NOT NULL, system TEXT, code TEXT, text TEXT);
+CREATE INDEX IF NOT EXISTS idx_token_drive ON idx_token (rtype, param, code, system);
+CREATE INDEX IF NOT EXISTS idx_token_probe ON idx_token (rid, param, code);
+CREATE TABLE IF NOT EXISTS idx_string (rid INTEGER NOT NULL, rtype TEXT NOT NULL,
+    param TEXT NOT NULL, norm TEXT NOT NULL, exact TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_string_drive ON idx_string (rtype, param, norm);
+CREATE INDEX IF NOT EXISTS idx_string_probe ON idx_string (rid, param);
+CREATE TABLE IF NOT EXISTS idx_date (rid INTEGER NOT NULL, rtype TEXT NOT NULL,
+    param TEXT NOT NULL, low TEXT NOT NULL, high TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_date_drive ON idx_date (rtype, param, low);
+CREATE INDEX IF NOT EXISTS idx_date_probe ON idx_date (rid, param, low, high);
+CREATE TABLE IF NOT EXISTS idx_reference (rid INTEGER NOT NULL, rtype TEXT NOT NULL,
+    param TEXT NOT NULL, target_type TEXT, target_id TEXT, literal TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_reference_drive
+    ON idx_reference (rtype, param, target_id, target_type);
+CREATE INDEX IF NOT EXISTS idx_reference_probe ON idx_reference (rid, param, target_id);
+CREATE INDEX IF NOT EXISTS idx_reference_literal ON idx_reference (rtype, param, literal);
+CREATE TABLE IF NOT EXISTS idx_number (rid INTEGER NOT NULL, rtype TEXT NOT NULL,
+    param TEXT NOT NULL, value REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_number_probe ON idx_number (rid, param);
+CREATE INDEX IF NOT EXISTS idx_number_drive ON idx_number (rtype, param, value);
+CREATE TABLE IF NOT EXISTS idx_quantity (rid INTEGER NOT NULL, rtype TEXT NOT NULL,
+    param TEXT NOT NULL, value REAL NOT NULL, system TEXT, code TEXT);
+CREATE INDEX IF NOT EXISTS idx_quantity_probe ON idx_quantity (rid, param);
+CREATE INDEX IF NOT EXISTS idx_quantity_drive ON idx_quantity (rtype, param, value);
+CREATE TABLE IF NOT EXISTS idx_uri (rid INTEGER NOT NULL, rtype TEXT NOT NULL,
+    param TEXT NOT NULL, value TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_uri_probe ON idx_uri (rid, param);
+CREATE INDEX IF NOT EXISTS idx_uri_drive ON idx_uri (rtype, param, value);
+"""
+INDEX_COLUMNS = {"token": "system, code, text", "string": "norm, exact", "date": "low, high",
+                 "reference": "target_type, target_id, literal", "number": "value",
+                 "quantity": "value, system, code", "uri": "value"}
+RESOURCE_COLUMNS = "r.type, r.id, r.version, r.last_updated, r.body"
+POOL_SIZE = 8
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute("PRAGMA foreign_keys=OFF")
+    connection.execute("PRAGMA cache_size=-65536")
+    return connection
+
+
+def _version(row: tuple[Any, ...], method: str = "PUT") -> Version:
+    body = orjson.loads(row[4]) if row[4] is not None else None
+    return Version(row[0], row[1], row[2], row[3], body, method)
+
+
+def encode_cursor(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, orjson.JSONDecodeError):
+        raise outcome.bad_request("Invalid paging cursor") from None
+    if not isinstance(data, dict) or not all(isinstance(v, int) for v in data.values()):
+        raise outcome.bad_request("Invalid paging cursor")
+    return data
+
+
+class _SqliteReader(Reader):
+    """Reads over one connection at a time; `_run` says how a call reaches a connection."""
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        raise NotImplementedError
+
+    async def current(self, resource_type: str, resource_id: str) -> Version | None:
+        def read(db: sqlite3.Connection) -> tuple[Any, ...] | None:
+            return db.execute(f"SELECT {RESOURCE_COLUMNS} FROM resources r "
+                              "WHERE r.type = ? AND r.id = ?", (resource_type, resource_id)).fetchone()
+        row = await self._run(read)
+        return _version(row) if row else None
+
+    async def current_many(self, keys: list[tuple[str, str]]) -> list[Version]:
+        if not keys:
+            return []
+        marks = ", ".join("(?, ?)" for _ in keys)
+        args = [part for key in keys for part in key]
+        rows = await self._run(lambda db: db.execute(
+            f"SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.deleted = 0 "
+            f"AND (r.type, r.id) IN (VALUES {marks})", args).fetchall())
+        return [_version(row) for row in rows]
+
+    async def find(self, query: Query) -> Found:
+        return await self._run(lambda db: _find(db, query))
+
+
+def _find(db: sqlite3.Connection, query: Query) -> Found:
+    where, args = sqlite_search.where(query.resource_type, query.matches)
+    total = None
+    if query.with_total:
+        total = db.execute(f"SELECT count(*) FROM resources r WHERE {where}", args).fetchone()[0]
+    cursor = decode_cursor(query.cursor) if query.cursor else {}
+    if query.sort:
+        return _find_sorted(db, query, where, args, cursor, total)
+    return _find_in_order(db, query, where, args, cursor, total)
+
+
+def _find_in_order(db: sqlite3.Connection, query: Query, where: str, args: list[Any],
+                   cursor: dict[str, int], total: int | None) -> Found:
+    """Keyset paging on insertion order: pages never shift when resources are added."""
+    backwards = "before" in cursor
+    if "after" in cursor or backwards:
+        where += " AND r.seq > ?" if not backwards else " AND r.seq < ?"
+        args = [*args, cursor.get("after", cursor.get("before"))]
+    order = "DESC" if backwards else "ASC"
+    rows = db.execute(f"SELECT {RESOURCE_COLUMNS}, r.seq FROM resources r WHERE {where} "
+                      f"ORDER BY r.seq {order} LIMIT ?", [*args, query.count + 1]).fetchall()
+    more = len(rows) > query.count
+    rows = rows[: query.count]
+    if backwards:
+        rows.reverse()
+    found = Found([_version(row) for row in rows], total)
+    if rows and (more or backwards):
+        found.next_cursor = encode_cursor({"after": rows[-1][5]})
+    if rows and (cursor and not backwards or backwards and more):
+        found.previous_cursor = encode_cursor({"before": rows[0][5]})
+    return found
+
+
+def _find_sorted(db: sqlite3.Connection, query: Query, where: str, args: list[Any],
+                 cursor: dict[str, int], total: int | None) -> Found:
+    """Offset paging over a snapshot: resources added after the first page are not counted."""
+    snapshot = cursor.get("snapshot") or db.execute(
+        "SELECT coalesce(max(seq), 0) FROM resources").fetchone()[0]
+    offset = cursor.get("offset", 0)
+    order, order_args = sqlite_search.order_by(query.sort)
+    rows = db.execute(f"SELECT {RESOURCE_COLUMNS} FROM resources r WHERE {where} AND r.seq <= ? "
+                      f"ORDER BY {order} LIMIT ? OFFSET ?",
+                      [*args, snapshot, *order_args, query.count + 1, offset]).fetchall()
+    found = Found([_version(row) for row in rows[: query.count]], total)
+    if len(rows) > query.count:
+        found.next_cursor = encode_cursor({"snapshot": snapshot, "offset": offset + query.count})
+    if offset > 0:
+        found.previous_cursor = encode_cursor(
+            {"snapshot": snapshot, "offset": max(offset - query.count, 0)})
+    return found
+
+
+class SqliteTransaction(_SqliteReader, Transaction):
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await anyio.to_thread.run_sync(fn, self._db)
+
+    async def put(self, new: Version, index: IndexValues | None, previous: Version | None) -> None:
+        await self._run(lambda db: _put(db, new, index, previous))
+
+
+def _put(db: sqlite3.Connection, new: Version, index: IndexValues | None,
+         previous: Version | None) -> None:
+    body = orjson.dumps(new.body) if new.body is not None else None
+    deleted = int(new.deleted)
+    if previous is None:
+        try:
+            rid = db.execute("INSERT INTO resources (type, id, version, last_updated, deleted, body)"
+                             " VALUES (?, ?, ?, ?, ?, ?)", (new.type, new.id, new.version,
+                             new.last_updated, deleted, body)).lastrowid
+        except sqlite3.IntegrityError:
+            raise outcome.conflict(f"{new.type}/{new.id} was created concurrently") from None
+    else:
+        row = db.execute("UPDATE resources SET version = ?, last_updated = ?, deleted = ?, body = ? "
+                         "WHERE type = ? AND id = ? AND version = ? RETURNING seq",
+                         (new.version, new.last_updated, deleted, body, new.type, new.id,
+                          previous.version)).fetchone()
+        if row is None:
+            raise outcome.conflict(f"{new.type}/{new.id} was changed concurrently")
+        rid = row[0]
+        for table in sqlite_search.TABLES.values():
+            db.execute(f"DELETE FROM {table} WHERE rid = ?", (rid,))
+    db.execute("INSERT INTO history (type, id, version, last_updated, method, body) "
+               "VALUES (?, ?, ?, ?, ?, ?)", (new.type, new.id, new.version, new.last_updated,
+                                            new.method, body))
+    if index is not None:
+        _insert_index(db, rid, new.type, index)
+
+
+def _insert_index(db: sqlite3.Connection, rid: int | None, resource_type: str,
+                  index: IndexValues) -> None:
+    for kind, columns in INDEX_COLUMNS.items():
+        rows = getattr(index, kind)
+        if rows:
+            marks = ", ".join("?" for _ in range(len(rows[0]) + 2))
+            db.executemany(f"INSERT INTO {sqlite_search.TABLES[kind]} (rid, rtype, param, "
+                           f"{columns}) VALUES ({marks})",
+                           [(rid, resource_type, *row) for row in rows])
+
+
+class SqliteStore(_SqliteReader, Store):
+    def __init__(self, path: Path, own_base: str = "") -> None:
+        self.path = path
+        self.own_base = own_base
+        self._pool: asyncio.Queue[sqlite3.Connection] = asyncio.Queue()
+        self._connections: list[sqlite3.Connection] = []
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        first = await anyio.to_thread.run_sync(_connect, str(self.path))
+        await anyio.to_thread.run_sync(first.executescript, SCHEMA)
+        self._connections = [first] + [_connect(str(self.path)) for _ in range(POOL_SIZE - 1)]
+        for connection in self._connections:
+            self._pool.put_nowait(connection)
+
+    async def close(self) -> None:
+        for connection in self._connections:
+            connection.close()
+        self._connections = []
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[sqlite3.Connection]:
+        connection = await self._pool.get()
+        try:
+            yield connection
+        finally:
+            self._pool.put_nowait(connection)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        async with self._connection() as db:
+            return await anyio.to_thread.run_sync(fn, db)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with self._connection() as db:
+            await anyio.to_thread.run_sync(db.execute, "BEGIN IMMEDIATE")
+            try:
+                yield SqliteTransaction(db)
+            except BaseException:
+                await anyio.to_thread.run_sync(db.execute, "ROLLBACK")
+                raise
+            await anyio.to_thread.run_sync(db.execute, "COMMIT")
+
+    async def version(self, resource_type: str, resource_id: str, version: int) -> Version | None:
+        row = await self._run(lambda db: db.execute(
+            "SELECT type, id, version, last_updated, body, method FROM history "
+            "WHERE type = ? AND id = ? AND version = ?", (resource_type, resource_id, version)
+        ).fetchone())
+        return _version(row, row[5]) if row else None
+
+    async def history(self, resource_type: str | None, resource_id: str | None, *,
+                      since: str | None, count: int, cursor: str | None) -> Found:
+        clauses, args = ["1 = 1"], []
+        for column, value in (("type", resource_type), ("id", resource_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if since:
+            clauses.append("last_updated >= ?")
+            args.append(since)
+        position = decode_cursor(cursor) if cursor else {}
+        if "before" in position:
+            clauses.append("hseq < ?")
+            args.append(position["before"])
+        sql = (f"SELECT type, id, version, last_updated, body, method, hseq FROM history "
+               f"WHERE {' AND '.join(clauses)} ORDER BY hseq DESC LIMIT ?")
+        rows = await self._run(lambda db: db.execute(sql, [*args, count + 1]).fetchall())
+        found = Found([_version(row, row[5]) for row in rows[:count]])
+        if len(rows) > count:
+            found.next_cursor = encode_cursor({"before": rows[count - 1][6]})
+        return found

@@ -1,0 +1,151 @@
+"""Translation of the store-neutral search form into SQL over the SQLite index tables.
+
+Each Match becomes a condition on the resource row `r`: the most selective one drives the query
+(`r.seq IN (SELECT rid ...)`), the others are probed per candidate with correlated EXISTS, which
+the `(rid, param)` indexes answer in one lookup each.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.fhir.search import ANY_SYSTEM, Match, RangeValue, ReferenceValue, SortKey, TokenValue
+
+TABLES = {"token": "idx_token", "string": "idx_string", "date": "idx_date",
+          "reference": "idx_reference", "number": "idx_number", "quantity": "idx_quantity",
+          "uri": "idx_uri"}
+# The order in which a Match is preferred to drive a query: the most selective kinds first.
+DRIVER_RANK = {"reference": 0, "token": 1, "uri": 2, "string": 3, "quantity": 4, "number": 4,
+               "date": 5}
+PREFIX_END = "\U0010ffff"
+
+SQL = tuple[str, list[Any]]
+
+
+def where(resource_type: str, matches: list[Match]) -> SQL:
+    """The WHERE clause (without the keyword) selecting live resources meeting every Match."""
+    clauses, args = ["r.type = ?", "r.deleted = 0"], [resource_type]
+    driver = _driver(matches)
+    for match in matches:
+        sql, match_args = _condition(resource_type, match, drive=match is driver)
+        clauses.append(sql)
+        args += match_args
+    return " AND ".join(clauses), args
+
+
+def _driver(matches: list[Match]) -> Match | None:
+    candidates = [m for m in matches if m.modifier not in ("not", "missing", "contains")
+                  and not any(isinstance(v, RangeValue) and v.prefix == "ne" for v in m.values)]
+    return min(candidates, key=lambda m: DRIVER_RANK[m.kind], default=None)
+
+
+def _condition(resource_type: str, match: Match, drive: bool) -> SQL:
+    table = TABLES[match.kind]
+    head = f"SELECT {'rid' if drive else '1'} FROM {table} i WHERE "
+    scope = "i.rtype = ? AND i.param = ?" if drive else "i.rid = r.seq AND i.param = ?"
+    scope_args: list[Any] = [resource_type, match.param] if drive else [match.param]
+    if match.modifier == "missing":
+        return f"{'NOT ' if match.values[0] else ''}EXISTS ({head}{scope})", scope_args
+    ors, args = _alternatives(match)
+    inner = f"{head}{scope} AND ({ors})"
+    if match.modifier == "not":
+        return f"NOT EXISTS ({inner})", scope_args + args
+    if drive:
+        return f"r.seq IN ({inner})", scope_args + args
+    return f"EXISTS ({inner})", scope_args + args
+
+
+def _alternatives(match: Match) -> SQL:
+    parts, args = [], []
+    for value in match.values:
+        sql, value_args = _value(match, value)
+        parts.append(f"({sql})")
+        args += value_args
+    return " OR ".join(parts), args
+
+
+def _value(match: Match, value: Any) -> SQL:
+    kind, modifier = match.kind, match.modifier
+    if kind == "token":
+        return _token(value, modifier)
+    if kind == "string":
+        if modifier == "exact":
+            return "i.exact = ?", [value]
+        if modifier == "contains":
+            return "instr(i.norm, ?) > 0", [value]
+        return "i.norm >= ? AND i.norm < ?", [value, value + PREFIX_END]
+    if kind == "date":
+        return range_sql(value, "i.low", "i.high")
+    if kind == "reference":
+        return _reference(value)
+    if kind == "uri":
+        if modifier == "below":
+            return "i.value >= ? AND i.value < ?", [value, value + PREFIX_END]
+        if modifier == "above":
+            return "substr(?, 1, length(i.value)) = i.value", [value]
+        return "i.value = ?", [value]
+    sql, args = range_sql(value, "i.value", "i.value")
+    if kind == "quantity" and value.code:
+        sql, args = f"{sql} AND i.code = ?", [*args, value.code]
+    if kind == "quantity" and value.system:
+        sql, args = f"{sql} AND i.system = ?", [*args, value.system]
+    return sql, args
+
+
+def _token(value: Any, modifier: str | None) -> SQL:
+    if modifier == "text":
+        return "i.text >= ? AND i.text < ?", [value, value + PREFIX_END]
+    assert isinstance(value, TokenValue)
+    if value.system == ANY_SYSTEM:
+        return "i.code = ?", [value.code]
+    if value.system is None:
+        return "i.system IS NULL AND i.code = ?", [value.code]
+    if value.code is None:
+        return "i.system = ?", [value.system]
+    return "i.system = ? AND i.code = ?", [value.system, value.code]
+
+
+def _reference(value: ReferenceValue) -> SQL:
+    if value.type and value.id:
+        return "i.target_id = ? AND i.target_type = ?", [value.id, value.type]
+    if value.id:
+        return "i.target_id = ?", [value.id]
+    return "i.literal = ?", [value.literal]
+
+
+def range_sql(value: RangeValue, low: str, high: str) -> SQL:
+    """FHIR prefix semantics between the stored range [low, high] and the asked one."""
+    prefix, lo, hi = value.prefix, value.low, value.high
+    if prefix == "eq":
+        return f"{low} >= ? AND {high} <= ?", [lo, hi]
+    if prefix == "ne":
+        return f"NOT ({low} >= ? AND {high} <= ?)", [lo, hi]
+    if prefix == "gt":
+        return f"{high} > ?", [hi]
+    if prefix == "lt":
+        return f"{low} < ?", [lo]
+    if prefix == "ge":
+        return f"{high} >= ?", [lo]
+    if prefix == "le":
+        return f"{low} <= ?", [hi]
+    if prefix == "sa":
+        return f"{low} > ?", [hi]
+    if prefix == "eb":
+        return f"{high} < ?", [lo]
+    return f"{high} >= ? AND {low} <= ?", [lo, hi]  # ap: overlaps
+
+
+def order_by(sort: list[SortKey]) -> SQL:
+    """ORDER BY terms (without the keyword): each sort key, then insertion order."""
+    terms, args = [], []
+    for key in sort:
+        column = {"date": "low", "token": "code", "string": "norm", "reference": "literal",
+                  "uri": "value", "number": "value", "quantity": "value"}[key.kind]
+        if key.kind == "date" and key.descending:
+            column = "high"
+        aggregate = "MAX" if key.descending else "MIN"
+        terms.append(f"(SELECT {aggregate}(i.{column}) FROM {TABLES[key.kind]} i "
+                     f"WHERE i.rid = r.seq AND i.param = ?) {'DESC' if key.descending else 'ASC'}")
+        args.append(key.param)
+    terms.append("r.seq ASC")
+    return ", ".join(terms), args

@@ -1,0 +1,91 @@
+"""What a write stores: the next version, its meta, its index values, its checked references.
+
+Every create, update and delete of every path (REST, Bundles, scheduling operations) goes through
+these functions inside a store Transaction, so version numbering, `If-Match` and reference checks
+have exactly one implementation.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from server.fhir import outcome
+from server.fhir.indexing import IndexValues, extract
+from server.fhir.values import now_instant
+from server.store.base import Transaction, Version
+
+# References that must point at an existing resource of this server for the resource to be valid.
+MUST_RESOLVE: dict[str, tuple[str, ...]] = {"Slot": ("schedule",), "Appointment": ("slot",)}
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+async def create(tx: Transaction, resource: dict[str, Any], *, own_base: str,
+                 resource_id: str | None = None) -> Version:
+    """Store a new resource under a server id (or `resource_id` for update-as-create)."""
+    resource_id = resource_id or new_id()
+    previous = await tx.current(resource["resourceType"], resource_id)
+    if previous is not None and not previous.deleted:
+        raise outcome.conflict(f"{resource['resourceType']}/{resource_id} already exists")
+    return await _write(tx, resource, resource_id, previous, own_base, method="POST")
+
+
+async def update(tx: Transaction, resource: dict[str, Any], resource_id: str, *, own_base: str,
+                 if_match: int | None = None) -> tuple[Version, bool]:
+    """Store a new version; creates the resource if it does not exist. True if it was created."""
+    previous = await tx.current(resource["resourceType"], resource_id)
+    check_if_match(previous, if_match)
+    created = previous is None or previous.deleted
+    version = await _write(tx, resource, resource_id, previous, own_base,
+                           method="POST" if created else "PUT")
+    return version, created
+
+
+async def delete(tx: Transaction, resource_type: str, resource_id: str, *,
+                 if_match: int | None = None) -> Version | None:
+    """Record a deletion; None if there was nothing live to delete."""
+    previous = await tx.current(resource_type, resource_id)
+    check_if_match(previous, if_match)
+    if previous is None or previous.deleted:
+        return None
+    tombstone = Version(resource_type, resource_id, previous.version + 1, now_instant(), None,
+                        method="DELETE")
+    await tx.put(tombstone, None, previous)
+    return tombstone
+
+
+def check_if_match(current: Version | None, if_match: int | None) -> None:
+    if if_match is None:
+        return
+    if current is None or current.deleted or current.version != if_match:
+        found = "none" if current is None or current.deleted else current.version
+        raise outcome.precondition_failed(
+            f"If-Match expects version {if_match}, the current version is {found}")
+
+
+async def _write(tx: Transaction, resource: dict[str, Any], resource_id: str,
+                 previous: Version | None, own_base: str, method: str) -> Version:
+    number = previous.version + 1 if previous else 1
+    last_updated = now_instant()
+    body = dict(resource, id=resource_id)
+    meta = {key: value for key, value in body.get("meta", {}).items()
+            if key not in ("versionId", "lastUpdated")}
+    body["meta"] = {"versionId": str(number), "lastUpdated": last_updated, **meta}
+    index = extract(body, own_base)
+    await check_references(tx, body["resourceType"], index)
+    version = Version(body["resourceType"], resource_id, number, last_updated, body, method)
+    await tx.put(version, index, previous)
+    return version
+
+
+async def check_references(tx: Transaction, resource_type: str, index: IndexValues) -> None:
+    for param, target_type, target_id, literal in index.reference:
+        if param not in MUST_RESOLVE.get(resource_type, ()):
+            continue
+        target = await tx.current(target_type, target_id) if target_type and target_id else None
+        if target is None or target.deleted:
+            raise outcome.invalid_one(f"{resource_type}.{param} refers to {literal}, which does "
+                                      f"not exist on this server", f"{resource_type}.{param}")

@@ -1,0 +1,72 @@
+"""Test fixtures: the real app over HTTP (httpx ASGI transport, real lifespan) on each store.
+
+Every test that takes `client` runs twice: on the embedded SQLite store and on MongoDB through
+the real PyMongo driver, against an nx-27017 server this session starts on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from server.app import create_app
+from server.config import Settings
+
+BASE = "http://test/fhir"
+NX = Path(sys.executable).parent / "nx-27017"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def mongodb_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    folder = tmp_path_factory.mktemp("nx")
+    process = subprocess.Popen(
+        [str(NX), "--data-dir", str(folder / "data"), "--host", "127.0.0.1", "-p", str(port),
+         "--log-file", str(folder / "nx.log"), "--pid-file", str(folder / "nx.pid")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail("nx-27017 did not start")
+    yield f"mongodb://127.0.0.1:{port}/?directConnection=true"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(params=["sqlite", "mongo"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    if request.param == "mongo":
+        uri = request.getfixturevalue("mongodb_uri")
+        database = f"t{uuid.uuid4().hex[:12]}"
+        uri = uri.replace("/?", f"/{database}?")
+        return Settings(base_url=BASE, mongodb_uri=uri, max_body_bytes=64 * 1024)
+    return Settings(base_url=BASE, data_dir=tmp_path / "store", max_body_bytes=64 * 1024)
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            yield http
