@@ -35,6 +35,7 @@ def _self_url(request: Request, base: str) -> str:
 
 
 @router.post("")
+@router.post("/", include_in_schema=False)
 async def system_bundle(request: Request, fhir: Fhir, store: StoreDep,
                         settings: SettingsDep) -> Response:
     body = await read_json(request, settings.max_body_bytes)

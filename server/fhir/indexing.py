@@ -19,6 +19,15 @@ ReferenceRow = tuple[str, str | None, str | None, str]  # param, type, id, liter
 NumberRow = tuple[str, float]  # param, value
 QuantityRow = tuple[str, float, str | None, str | None]  # param, value, system, code
 UriRow = tuple[str, str]  # param, value
+CompositeRow = tuple[str, str, str, str]  # name, reference literal, low, high
+
+# The scheduling hot paths: a reference and a date searched together (Slot by schedule and start,
+# Appointment by actor and date). Each pair is indexed as one row so that a store can range-scan
+# one schedule's (or actor's) time line instead of probing every resource the reference matches.
+COMPOSITES: dict[str, tuple[tuple[str, str], ...]] = {
+    "Slot": (("schedule", "start"),),
+    "Appointment": (("actor", "date"), ("patient", "date")),
+}
 
 
 @dataclass
@@ -30,6 +39,7 @@ class IndexValues:
     number: list[NumberRow] = field(default_factory=list)
     quantity: list[QuantityRow] = field(default_factory=list)
     uri: list[UriRow] = field(default_factory=list)
+    composite: list[CompositeRow] = field(default_factory=list)
 
     def sort_key(self, param: str, kind: str, descending: bool) -> Any:
         """The value a resource sorts by: lowest for ascending, highest for descending."""
@@ -57,6 +67,11 @@ def extract(resource: dict[str, Any], own_base: str = "") -> IndexValues:
     for param in registry().of(resource["resourceType"]).values():
         for value in param.values(resource):
             _add(index, param, value, own_base)
+    for reference_param, date_param in COMPOSITES.get(resource["resourceType"], ()):
+        index.composite.extend(
+            (f"{reference_param}+{date_param}", literal, low, high)
+            for ref_param, _, _, literal in index.reference if ref_param == reference_param
+            for param, low, high in index.date if param == date_param)
     return index
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import random
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -66,16 +68,26 @@ CREATE TABLE IF NOT EXISTS idx_uri (rid INTEGER NOT NULL, rtype TEXT NOT NULL,
     param TEXT NOT NULL, value TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS idx_uri_probe ON idx_uri (rid, param);
 CREATE INDEX IF NOT EXISTS idx_uri_drive ON idx_uri (rtype, param, value);
+CREATE TABLE IF NOT EXISTS idx_composite (rid INTEGER NOT NULL, rtype TEXT NOT NULL,
+    name TEXT NOT NULL, literal TEXT NOT NULL, low TEXT NOT NULL, high TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_composite_drive
+    ON idx_composite (rtype, name, literal, high, low, rid);
+CREATE INDEX IF NOT EXISTS idx_composite_rid ON idx_composite (rid);
 """
-INDEX_COLUMNS = {"token": "system, code, text", "string": "norm, exact", "date": "low, high",
-                 "reference": "target_type, target_id, literal", "number": "value",
-                 "quantity": "value, system, code", "uri": "value"}
+INDEX_COLUMNS = {"token": "param, system, code, text", "string": "param, norm, exact",
+                 "date": "param, low, high", "reference": "param, target_type, target_id, literal",
+                 "number": "param, value", "quantity": "param, value, system, code",
+                 "uri": "param, value",
+                 "composite": "name, literal, low, high"}
 RESOURCE_COLUMNS = "r.type, r.id, r.version, r.last_updated, r.body"
 POOL_SIZE = 8
+BUSY_WAIT = 0.0005  # first wait when another process holds the write lock; doubles up to 4 ms
+BUSY_LIMIT = 30.0
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    # timeout=0: a busy database answers at once and `_begin` waits without holding a thread.
+    connection = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA foreign_keys=OFF")
@@ -100,6 +112,22 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
     if not isinstance(data, dict) or not all(isinstance(v, int) for v in data.values()):
         raise outcome.bad_request("Invalid paging cursor")
     return data
+
+
+async def _when_free(attempt: Callable[[], Any]) -> None:
+    """Run `attempt` until SQLite's write lock is free, sleeping between tries (not blocking)."""
+    wait, deadline = BUSY_WAIT, time.monotonic() + BUSY_LIMIT
+    while True:
+        try:
+            await attempt()
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) and "busy" not in str(error):
+                raise
+            if time.monotonic() > deadline:
+                raise outcome.FhirError(503, [outcome.Issue("transient", "The store is busy")]) from None
+        await asyncio.sleep(wait * (0.5 + random.random()))
+        wait = min(wait * 2, 0.004)
 
 
 class _SqliteReader(Reader):
@@ -182,14 +210,49 @@ def _find_sorted(db: sqlite3.Connection, query: Query, where: str, args: list[An
 
 
 class SqliteTransaction(_SqliteReader, Transaction):
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    """Takes SQLite's write lock at its first statement, not before: whatever a caller does
+    first (parse, validate) does not hold other writers up."""
+
+    def __init__(self, connection: sqlite3.Connection, writers: asyncio.Lock) -> None:
         self._db = connection
+        self._writers = writers
+        self._begun = False
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await anyio.to_thread.run_sync(fn, self._db)
+        if self._begun:
+            return await anyio.to_thread.run_sync(fn, self._db)
+        await self._writers.acquire()
+        try:
+            result: list[T] = []
+            await _when_free(lambda: anyio.to_thread.run_sync(_begin_then, self._db, fn, result))
+        except BaseException:
+            self._writers.release()
+            raise
+        self._begun = True
+        return result[0]
+
+    async def finish(self, commit: bool) -> None:
+        if not self._begun:
+            return
+        try:
+            await anyio.to_thread.run_sync(self._db.execute, "COMMIT" if commit else "ROLLBACK")
+        finally:
+            self._begun = False
+            self._writers.release()
 
     async def put(self, new: Version, index: IndexValues | None, previous: Version | None) -> None:
         await self._run(lambda db: _put(db, new, index, previous))
+
+
+def _begin_then(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T],
+                result: list[T]) -> None:
+    """BEGIN IMMEDIATE and the transaction's first statement, in one trip to a thread."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result.append(fn(db))
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 def _put(db: sqlite3.Connection, new: Version, index: IndexValues | None,
@@ -225,10 +288,9 @@ def _insert_index(db: sqlite3.Connection, rid: int | None, resource_type: str,
     for kind, columns in INDEX_COLUMNS.items():
         rows = getattr(index, kind)
         if rows:
-            marks = ", ".join("?" for _ in range(len(rows[0]) + 2))
-            db.executemany(f"INSERT INTO {sqlite_search.TABLES[kind]} (rid, rtype, param, "
-                           f"{columns}) VALUES ({marks})",
-                           [(rid, resource_type, *row) for row in rows])
+            marks = ", ".join("?" for _ in range(len(rows[0]) + 1))
+            db.executemany(f"INSERT INTO {sqlite_search.TABLES[kind]} (rid, rtype, {columns}) "
+                           f"VALUES (?, {marks})", [(rid, resource_type, *row) for row in rows])
 
 
 class SqliteStore(_SqliteReader, Store):
@@ -237,11 +299,14 @@ class SqliteStore(_SqliteReader, Store):
         self.own_base = own_base
         self._pool: asyncio.Queue[sqlite3.Connection] = asyncio.Queue()
         self._connections: list[sqlite3.Connection] = []
+        # Queues this process's writers in order instead of letting them poll SQLite's lock;
+        # atomicity and isolation still come from SQLite, across processes too.
+        self._writers = asyncio.Lock()
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         first = await anyio.to_thread.run_sync(_connect, str(self.path))
-        await anyio.to_thread.run_sync(first.executescript, SCHEMA)
+        await _when_free(lambda: anyio.to_thread.run_sync(first.executescript, SCHEMA))
         self._connections = [first] + [_connect(str(self.path)) for _ in range(POOL_SIZE - 1)]
         for connection in self._connections:
             self._pool.put_nowait(connection)
@@ -266,13 +331,13 @@ class SqliteStore(_SqliteReader, Store):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with self._connection() as db:
-            await anyio.to_thread.run_sync(db.execute, "BEGIN IMMEDIATE")
+            transaction = SqliteTransaction(db, self._writers)
             try:
-                yield SqliteTransaction(db)
+                yield transaction
             except BaseException:
-                await anyio.to_thread.run_sync(db.execute, "ROLLBACK")
+                await transaction.finish(commit=False)
                 raise
-            await anyio.to_thread.run_sync(db.execute, "COMMIT")
+            await transaction.finish(commit=True)
 
     async def version(self, resource_type: str, resource_id: str, version: int) -> Version | None:
         row = await self._run(lambda db: db.execute(
