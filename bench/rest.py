@@ -3,7 +3,8 @@
 Measures (1) Slot creation by single POSTs: creates/s and p50/p99 latency, with CONCURRENCY
 clients in flight; (2) with SLOTS Slots loaded (the rest loaded by transaction Bundles of 500),
 the hot booking-app search `Slot?schedule=..&status=free&start=ge..&start=lt..&_count=50`:
-p50/p99 latency and requests/s. The load generator runs on the same machine as the server, so
+p50/p99 latency and requests/s, once loaded (CONCURRENCY in flight) and once with one request
+in flight per worker (latency without queueing). The load generator runs on the same machine as the server, so
 the figures are a floor for what the server does with the machine to itself.
 
     python bench/rest.py [--slots 100000] [--creates 3000] [--searches 2000]
@@ -73,7 +74,8 @@ async def timed(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any)
     return elapsed
 
 
-async def run_concurrently(jobs: list[Any]) -> tuple[list[float], float]:
+async def run_concurrently(jobs: list[Any], concurrency: int = CONCURRENCY
+                           ) -> tuple[list[float], float]:
     queue: asyncio.Queue[Any] = asyncio.Queue()
     for job in jobs:
         queue.put_nowait(job)
@@ -84,7 +86,7 @@ async def run_concurrently(jobs: list[Any]) -> tuple[list[float], float]:
             latencies.append(await queue.get_nowait())
 
     began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     return latencies, time.perf_counter() - began
 
 
@@ -108,11 +110,13 @@ async def main(args: argparse.Namespace) -> None:
             per_schedule = args.slots // SCHEDULES
             creates = [timed(client, "POST", "/Slot", json=slot(schedules[i % SCHEDULES],
                              i // SCHEDULES), headers=FHIR_JSON) for i in range(args.creates)]
-            report("Slot create (POST)", *await run_concurrently(creates))
+            report(f"Slot create (POST), {CONCURRENCY} in flight", *await run_concurrently(creates))
             await bulk_load(client, schedules, args.creates, per_schedule)
-            searches = [search(client, random.choice(schedules), per_schedule)
-                        for _ in range(args.searches)]
-            report(f"Slot search, {args.slots} slots", *await run_concurrently(searches))
+            for concurrency in (CONCURRENCY, workers):
+                searches = [search(client, random.choice(schedules), per_schedule)
+                            for _ in range(args.searches)]
+                report(f"Slot search, {args.slots} slots, {concurrency} in flight",
+                       *await run_concurrently(searches, concurrency))
     finally:
         server.terminate()
         server.wait(timeout=30)

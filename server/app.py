@@ -10,13 +10,12 @@ from fastapi import FastAPI
 from server.api import errors, metadata, rest
 from server.config import Settings
 from server.store.base import Store
+from server.store.mongo import MongoStore
 from server.store.sqlite import SqliteStore
 
 
 def make_store(settings: Settings) -> Store:
     if settings.mongodb_uri:
-        from server.store.mongo import MongoStore
-
         return MongoStore(settings.mongodb_uri, own_base=settings.fhir_base)
     return SqliteStore(settings.sqlite_path, own_base=settings.fhir_base)
 

@@ -47,6 +47,8 @@ def _check_entry(entry: Any, position: int) -> None:
     if not isinstance(request, dict) or request.get("method") not in ORDER \
             or not isinstance(request.get("url"), str):
         raise outcome.bad_request(f"Bundle.entry[{position}].request needs a method and a url")
+    if not isinstance(entry.get("fullUrl", ""), str):
+        raise outcome.bad_request(f"Bundle.entry[{position}].fullUrl must be a string")
 
 
 async def _batch_entry(fhir: Interactions, store: Store, entry: dict[str, Any]) -> dict[str, Any]:
@@ -160,7 +162,7 @@ async def _get(fhir: Interactions, tx: Transaction, parts: list[str], query: str
     if len(parts) == 1:
         return await fhir.search(parts[0], parse_qsl(query), strict=False, reader=tx)
     if len(parts) == 2:
-        return await fhir.read(parts[0], parts[1])
+        return await fhir.read(parts[0], parts[1], reader=tx)
     if len(parts) == 4 and parts[2] == "_history":
         return await fhir.vread(parts[0], parts[1], parts[3])
     raise outcome.bad_request(f"Unsupported GET in a Bundle: {'/'.join(parts)}")
@@ -178,6 +180,6 @@ def _patch_operations(resource: Any) -> Any:
 
 def _entry(reply: Reply) -> dict[str, Any]:
     location = reply.headers.get("Location")
+    meta = reply.body.get("meta", {}) if reply.body else {}  # an instant, not the HTTP date
     return response_entry(reply.status, resource=reply.body, location=location,
-                          etag=reply.headers.get("ETag"),
-                          last_modified=reply.headers.get("Last-Modified"))
+                          etag=reply.headers.get("ETag"), last_modified=meta.get("lastUpdated"))

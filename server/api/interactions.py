@@ -31,14 +31,15 @@ class Interactions:
 
     # reads
 
-    async def read(self, resource_type: str, resource_id: str) -> Reply:
-        current = await self._live(self.store, resource_type, resource_id)
+    async def read(self, resource_type: str, resource_id: str,
+                   reader: Reader | None = None) -> Reply:
+        current = await self._live(reader or self.store, resource_type, resource_id)
         return version_reply(200, current, self.base)
 
     async def vread(self, resource_type: str, resource_id: str, version_id: str) -> Reply:
         resources.check_type(resource_type)
         resources.check_id(resource_id)
-        if not version_id.isdigit():
+        if not version_id.isdecimal() or len(version_id) > 18:
             raise outcome.not_found(f"No version {version_id[:20]!r} of {resource_type}/{resource_id}")
         version = await self.store.version(resource_type, resource_id, int(version_id))
         if version is None:
@@ -80,7 +81,7 @@ class Interactions:
         if resource_id is not None:
             await self._exists(resource_type or "", resource_id)
         options = dict(params)
-        count = min(int(options["_count"]), 1000) if options.get("_count", "").isdigit() else 50
+        count = min(int(options["_count"]), 1000) if options.get("_count", "").isdecimal() else 50
         since = None
         if "_since" in options:
             span = date_range(options["_since"])

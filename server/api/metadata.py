@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from server.api.deps import SettingsDep
 from server.api.negotiation import check_accept, fhir_response
+from server.fhir import outcome
 from server.fhir.resources import SERVED_TYPES
 from server.fhir.search import MODIFIERS
 from server.fhir.searchparams import registry
@@ -26,6 +27,12 @@ SOFTWARE_VERSION = "0.1.0"
 @router.get("/metadata")
 async def metadata(request: Request, settings: SettingsDep) -> Response:
     return fhir_response(200, capability_statement(settings.fhir_base))
+
+
+@router.api_route("/metadata", methods=["POST", "PUT", "PATCH", "DELETE"],
+                  include_in_schema=False)
+async def metadata_is_read_only() -> Response:
+    raise outcome.method_not_allowed("The CapabilityStatement is read-only: use GET")
 
 
 @cache

@@ -47,7 +47,7 @@ async def read_json(request: Request, limit: int, media: tuple[str, ...] = JSON_
         raise outcome.unsupported_media(f"Content-Type {content_type or 'none'!r} is not "
                                         f"accepted here; send {' or '.join(media)}")
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isdecimal() and int(declared) > limit:
         raise outcome.too_large(f"The body is larger than {limit} bytes")
     raw = bytearray()
     async for chunk in request.stream():

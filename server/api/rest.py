@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
@@ -48,6 +48,14 @@ async def system_history(request: Request, fhir: Fhir) -> Response:
     return render(request, await fhir.history(None, None, params, _self_url(request, fhir.base)))
 
 
+@router.api_route("/_history", methods=["POST", "PUT", "PATCH", "DELETE"],
+                  include_in_schema=False)
+@router.api_route("/{resource_type}/_history", methods=["POST", "PUT", "PATCH", "DELETE"],
+                  include_in_schema=False)
+async def history_is_read_only() -> Response:
+    raise outcome.method_not_allowed("History is read-only: use GET")
+
+
 @router.get("/{resource_type}")
 async def search(resource_type: str, request: Request, fhir: Fhir) -> Response:
     params = request.query_params.multi_items()
@@ -64,8 +72,9 @@ async def search_by_post(resource_type: str, request: Request, fhir: Fhir,
         raise outcome.unsupported_media("POST _search takes application/x-www-form-urlencoded")
     form = (await request.body())[: settings.max_body_bytes].decode("utf-8", "replace")
     params = request.query_params.multi_items() + parse_qsl(form, keep_blank_values=True)
+    query = f"?{urlencode(params)}" if params else ""  # the self link is the equivalent GET
     reply = await fhir.search(resource_type, params, strict=strict(request),
-                              self_url=f"{fhir.base}/{resource_type}")
+                              self_url=f"{fhir.base}/{resource_type}{query}")
     return render(request, reply)
 
 

@@ -13,6 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
@@ -58,10 +59,12 @@ def validate(body: Any, resource_type: str | None = None) -> dict[str, Any]:
     if "id" in body and (not isinstance(body["id"], str) or not ID_PATTERN.fullmatch(body["id"])):
         raise outcome.invalid_one("id is not a valid FHIR id", f"{actual}.id", "value")
     try:
-        get_fhir_model_class(actual).model_validate(body)
+        model = get_fhir_model_class(actual).model_validate(body)
     except ValidationError as exc:
         raise outcome.invalid([_issue(actual, error) for error in exc.errors()]) from None
-    issues = binding_issues(body)
+    issues = json_type_issues(body, orjson.loads(model.model_dump_json(by_alias=True,
+                                                                       exclude_none=True)), actual)
+    issues += binding_issues(body)
     if issues:
         raise outcome.invalid(issues)
     return body
@@ -73,6 +76,33 @@ def _issue(resource_type: str, error: Any) -> Issue:
         path += f"[{part}]" if isinstance(part, int) else f".{part}"
     message = str(error["msg"]).removeprefix("Value error, ")
     return Issue("invalid", message, expression=(path,))
+
+
+def _json_kind(value: Any) -> str:
+    return {bool: "boolean", int: "number", float: "number", str: "string"}.get(type(value), "")
+
+
+def json_type_issues(body: Any, parsed: Any, where: str) -> list[Issue]:
+    """Primitives whose JSON type the model had to coerce (`"active": "yes"`, `"priority": "5"`)
+    and properties set to null: pydantic accepts them, the FHIR JSON format does not, and we
+    store the body as sent."""
+    if isinstance(body, dict) and isinstance(parsed, dict):
+        issues: list[Issue] = []
+        for key, value in body.items():
+            if value is None:
+                issues.append(Issue("invalid", "A property may not be null in FHIR JSON",
+                                    expression=(f"{where}.{key}",)))
+            elif key in parsed:
+                issues += json_type_issues(value, parsed[key], f"{where}.{key}")
+        return issues
+    if isinstance(body, list) and isinstance(parsed, list):
+        return [issue for index, (value, model) in enumerate(zip(body, parsed, strict=False))
+                for issue in json_type_issues(value, model, f"{where}[{index}]")]
+    expected, given = _json_kind(parsed), _json_kind(body)
+    if expected and given and expected != given:
+        return [Issue("invalid", f"A JSON {expected} is expected here, not a {given}",
+                      expression=(where,))]
+    return []
 
 
 @cache

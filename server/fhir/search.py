@@ -242,7 +242,8 @@ class Parser:
             if raw not in ("true", "false"):
                 raise outcome.bad_request(f":missing takes true or false, not {raw!r}")
             return Match(param.code, param.type, "missing", (raw == "true",))
-        values = tuple(self._value(param, modifier, unescape(v)) for v in split_values(raw))
+        values = tuple(token_value(v) if param.type == "token" and modifier != "text"
+                       else self._value(param, modifier, unescape(v)) for v in split_values(raw))
         return Match(param.code, param.type, modifier, values)
 
     def _typed_reference(self, param: SearchParam, target: str, raw: str) -> Match:
@@ -275,16 +276,17 @@ class Parser:
 
 
 def _count(value: str) -> int:
-    if not value.isdigit():
+    if not value.isdecimal():
         raise outcome.bad_request(f"_count must be a whole number, not {value!r}")
     return min(int(value), MAX_COUNT)
 
 
 def token_value(text: str) -> TokenValue:
+    """`[system|]code` still escaped: split on the first unescaped `|`, then unescape."""
     if "|" not in text.replace("\\|", ""):
-        return TokenValue(ANY_SYSTEM, text or None)
+        return TokenValue(ANY_SYSTEM, unescape(text) or None)
     system, _, code = re.split(r"(?<!\\)(\|)", text, maxsplit=1)
-    return TokenValue(system or None, code or None)
+    return TokenValue(unescape(system) or None, unescape(code) or None)
 
 
 def _prefixed(text: str) -> tuple[str, str]:

@@ -37,7 +37,8 @@ async def search(reader: Reader, request: SearchRequest, own_base: str = "") -> 
     matches = await resolve(reader, request.resource_type, request.conditions, own_base)
     if matches is None:
         return SearchResult(Found([], 0 if request.total != "none" else None))
-    with_total = request.total in ("accurate", "estimate") or request.summary == "count"
+    with_total = (request.total in ("accurate", "estimate") or request.summary == "count"
+                  or request.count == 0)  # `_count=0` asks for the total alone
     count = 0 if request.summary == "count" else request.count
     page = await reader.find(Query(request.resource_type, matches, request.sort, count,
                                    request.cursor, with_total))

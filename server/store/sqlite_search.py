@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.fhir.indexing import COMPOSITES
 from server.fhir.search import ANY_SYSTEM, Match, RangeValue, ReferenceValue, SortKey, TokenValue
+from server.store import composite
 
 TABLES = {"token": "idx_token", "string": "idx_string", "date": "idx_date",
           "reference": "idx_reference", "number": "idx_number", "quantity": "idx_quantity",
@@ -41,39 +41,17 @@ def where(resource_type: str, matches: list[Match]) -> SQL:
 
 
 def _composite(resource_type: str, matches: list[Match]) -> tuple[SQL, Match] | None:
-    """A driver on one reference's time line (see `COMPOSITES`), with the date bounds the date
-    Matches imply; the date Matches are still checked exactly. Returns the reference it covers."""
-    for reference_param, date_param in COMPOSITES.get(resource_type, ()):
-        reference = next((m for m in matches if m.param == reference_param and m.modifier is None
-                          and len(m.values) == 1 and m.values[0].type and m.values[0].id), None)
-        dates = [m.values[0] for m in matches if m.param == date_param and m.modifier is None
-                 and len(m.values) == 1]
-        if reference is None or not dates:
-            continue
-        sql = ("r.seq IN (SELECT rid FROM idx_composite i WHERE i.rtype = ? AND i.name = ? "
-               "AND i.literal = ?")
-        args: list[Any] = [resource_type, f"{reference_param}+{date_param}",
-                           reference.values[0].literal]
-        for value in dates:
-            bound = _implied_bounds(value)
-            if bound:
-                sql += f" AND {bound[0]}"
-                args.append(bound[1])
-        return (sql + ")", args), reference
-    return None
-
-
-def _implied_bounds(value: RangeValue) -> tuple[str, str] | None:
-    """A necessary condition on (low, high) that a range index can seek on."""
-    if value.prefix in ("ge", "eq"):
-        return "i.high >= ?", value.low
-    if value.prefix in ("gt", "sa"):
-        return "i.high > ?", value.high
-    if value.prefix in ("lt", "eb"):
-        return "i.low < ?", value.low
-    if value.prefix == "le":
-        return "i.low <= ?", value.high
-    return None
+    """The composite-index driver for a scheduling hot path, and the Match it covers."""
+    found = composite.plan(resource_type, matches)
+    if found is None:
+        return None
+    sql = ("r.seq IN (SELECT rid FROM idx_composite i WHERE i.rtype = ? AND i.name = ? "
+           "AND i.literal = ?")
+    args: list[Any] = [resource_type, found.name, found.literal]
+    for column, comparison, value in found.bounds:
+        sql += f" AND i.{column} {comparison} ?"
+        args.append(value)
+    return (sql + ")", args), found.covered
 
 
 def _driver(matches: list[Match]) -> Match | None:

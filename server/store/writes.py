@@ -11,12 +11,14 @@ import uuid
 from typing import Any
 
 from server.fhir import outcome
-from server.fhir.indexing import IndexValues, extract
-from server.fhir.values import now_instant
+from server.fhir.indexing import extract
+from server.fhir.values import now_instant, split_reference
 from server.store.base import Transaction, Version
 
-# References that must point at an existing resource of this server for the resource to be valid.
-MUST_RESOLVE: dict[str, tuple[str, ...]] = {"Slot": ("schedule",), "Appointment": ("slot",)}
+# References that must point at an existing resource of this server, of the type given, for the
+# resource to be valid.
+MUST_RESOLVE: dict[str, dict[str, str]] = {"Slot": {"schedule": "Schedule"},
+                                           "Appointment": {"slot": "Slot"}}
 
 
 def new_id() -> str:
@@ -75,17 +77,25 @@ async def _write(tx: Transaction, resource: dict[str, Any], resource_id: str,
             if key not in ("versionId", "lastUpdated")}
     body["meta"] = {"versionId": str(number), "lastUpdated": last_updated, **meta}
     index = extract(body, own_base)
-    await check_references(tx, body["resourceType"], index)
+    await check_references(tx, body, own_base)
     version = Version(body["resourceType"], resource_id, number, last_updated, body, method)
     await tx.put(version, index, previous)
     return version
 
 
-async def check_references(tx: Transaction, resource_type: str, index: IndexValues) -> None:
-    for param, target_type, target_id, literal in index.reference:
-        if param not in MUST_RESOLVE.get(resource_type, ()):
-            continue
-        target = await tx.current(target_type, target_id) if target_type and target_id else None
-        if target is None or target.deleted:
-            raise outcome.invalid_one(f"{resource_type}.{param} refers to {literal}, which does "
-                                      f"not exist on this server", f"{resource_type}.{param}")
+async def check_references(tx: Transaction, body: dict[str, Any], own_base: str) -> None:
+    """Each MUST_RESOLVE element is a literal reference to a live resource of this server (not a
+    display, an identifier, a contained or a remote resource)."""
+    resource_type = body["resourceType"]
+    for element, expected in MUST_RESOLVE.get(resource_type, {}).items():
+        values = body.get(element, [])
+        for value in values if isinstance(values, list) else [values]:
+            literal = value.get("reference") if isinstance(value, dict) else None
+            target_type, target_id = split_reference(literal, own_base) \
+                if isinstance(literal, str) else (None, None)
+            target = await tx.current(expected, target_id) \
+                if target_type == expected and target_id else None
+            if target is None or target.deleted:
+                raise outcome.invalid_one(
+                    f"{resource_type}.{element} must refer to a {expected} of this server; "
+                    f"{literal or 'no literal reference'!r} does not", f"{resource_type}.{element}")
