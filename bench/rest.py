@@ -4,8 +4,8 @@ Measures (1) Slot creation by single POSTs: creates/s and p50/p99 latency, with 
 clients in flight; (2) with SLOTS Slots loaded (the rest loaded by transaction Bundles of 500),
 the hot booking-app search `Slot?schedule=..&status=free&start=ge..&start=lt..&_count=50`:
 p50/p99 latency and requests/s, once loaded (CONCURRENCY in flight) and once with one request
-in flight per worker (latency without queueing). The load generator runs on the same machine as the server, so
-the figures are a floor for what the server does with the machine to itself.
+in flight per worker (latency without queueing). The load generator runs on the same machine
+as the server, so the figures are a floor for what the server does with the machine to itself.
 
     python bench/rest.py [--slots 100000] [--creates 3000] [--searches 2000]
 """
@@ -44,8 +44,19 @@ def free_port() -> int:
 def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
     creneau = Path(sys.executable).parent / "creneau"
     process = subprocess.Popen(
-        [str(creneau), "serve", "--data-dir", str(data_dir), "--port", str(port),
-         "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            str(creneau),
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -59,10 +70,13 @@ def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen[by
 
 def slot(schedule: str, index: int) -> dict[str, Any]:
     begins = START + timedelta(minutes=15 * index)
-    return {"resourceType": "Slot", "schedule": {"reference": schedule}, "status":
-            "busy" if index % 10 == 0 else "free",
-            "start": begins.isoformat().replace("+00:00", "Z"),
-            "end": (begins + timedelta(minutes=15)).isoformat().replace("+00:00", "Z")}
+    return {
+        "resourceType": "Slot",
+        "schedule": {"reference": schedule},
+        "status": "busy" if index % 10 == 0 else "free",
+        "start": begins.isoformat().replace("+00:00", "Z"),
+        "end": (begins + timedelta(minutes=15)).isoformat().replace("+00:00", "Z"),
+    }
 
 
 async def timed(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> float:
@@ -74,8 +88,9 @@ async def timed(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any)
     return elapsed
 
 
-async def run_concurrently(jobs: list[Any], concurrency: int = CONCURRENCY
-                           ) -> tuple[list[float], float]:
+async def run_concurrently(
+    jobs: list[Any], concurrency: int = CONCURRENCY
+) -> tuple[list[float], float]:
     queue: asyncio.Queue[Any] = asyncio.Queue()
     for job in jobs:
         queue.put_nowait(job)
@@ -92,31 +107,48 @@ async def run_concurrently(jobs: list[Any], concurrency: int = CONCURRENCY
 
 def report(label: str, latencies: list[float], wall: float) -> None:
     cuts = statistics.quantiles(latencies, n=100)
-    print(f"{label}: {len(latencies)} requests in {wall:.1f} s = {len(latencies) / wall:.0f}/s; "
-          f"p50 {cuts[49] * 1000:.1f} ms, p99 {cuts[98] * 1000:.1f} ms")
+    print(
+        f"{label}: {len(latencies)} requests in {wall:.1f} s = {len(latencies) / wall:.0f}/s; "
+        f"p50 {cuts[49] * 1000:.1f} ms, p99 {cuts[98] * 1000:.1f} ms"
+    )
 
 
 async def main(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="creneau-bench-"))
     port, workers = free_port(), os.cpu_count() or 1
     server = start_server(folder, port, workers)
-    print(f"server: embedded SQLite store, {workers} worker processes, {CONCURRENCY} concurrent "
-          f"clients from one process on the same machine")
+    print(
+        f"server: embedded SQLite store, {workers} worker processes, {CONCURRENCY} concurrent "
+        f"clients from one process on the same machine"
+    )
     try:
         limits = httpx.Limits(max_connections=CONCURRENCY)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/fhir", limits=limits,
-                                     timeout=60) as client:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}/fhir", limits=limits, timeout=60
+        ) as client:
             schedules = await make_schedules(client)
             per_schedule = args.slots // SCHEDULES
-            creates = [timed(client, "POST", "/Slot", json=slot(schedules[i % SCHEDULES],
-                             i // SCHEDULES), headers=FHIR_JSON) for i in range(args.creates)]
+            creates = [
+                timed(
+                    client,
+                    "POST",
+                    "/Slot",
+                    json=slot(schedules[i % SCHEDULES], i // SCHEDULES),
+                    headers=FHIR_JSON,
+                )
+                for i in range(args.creates)
+            ]
             report(f"Slot create (POST), {CONCURRENCY} in flight", *await run_concurrently(creates))
             await bulk_load(client, schedules, args.creates, per_schedule)
             for concurrency in (CONCURRENCY, workers):
-                searches = [search(client, random.choice(schedules), per_schedule)
-                            for _ in range(args.searches)]
-                report(f"Slot search, {args.slots} slots, {concurrency} in flight",
-                       *await run_concurrently(searches, concurrency))
+                searches = [
+                    search(client, random.choice(schedules), per_schedule)
+                    for _ in range(args.searches)
+                ]
+                report(
+                    f"Slot search, {args.slots} slots, {concurrency} in flight",
+                    *await run_concurrently(searches, concurrency),
+                )
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -126,32 +158,49 @@ async def main(args: argparse.Namespace) -> None:
 async def make_schedules(client: httpx.AsyncClient) -> list[str]:
     found = []
     for n in range(SCHEDULES):
-        body = {"resourceType": "Schedule", "active": True,
-                "actor": [{"reference": f"Practitioner/bench-{n}"}]}
+        body = {
+            "resourceType": "Schedule",
+            "active": True,
+            "actor": [{"reference": f"Practitioner/bench-{n}"}],
+        }
         response = await client.post("/Schedule", json=body, headers=FHIR_JSON)
         found.append(f"Schedule/{response.json()['id']}")
     return found
 
 
-async def bulk_load(client: httpx.AsyncClient, schedules: list[str], done: int,
-                    per_schedule: int) -> None:
+async def bulk_load(
+    client: httpx.AsyncClient, schedules: list[str], done: int, per_schedule: int
+) -> None:
     began = time.perf_counter()
-    entries = [slot(schedules[i % SCHEDULES], i // SCHEDULES)
-               for i in range(done, per_schedule * SCHEDULES)]
+    entries = [
+        slot(schedules[i % SCHEDULES], i // SCHEDULES)
+        for i in range(done, per_schedule * SCHEDULES)
+    ]
     for chunk in range(0, len(entries), 500):
-        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-            {"resource": r, "request": {"method": "POST", "url": "Slot"}}
-            for r in entries[chunk:chunk + 500]]}
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {"resource": r, "request": {"method": "POST", "url": "Slot"}}
+                for r in entries[chunk : chunk + 500]
+            ],
+        }
         await timed(client, "POST", "", json=bundle, headers=FHIR_JSON)
     wall = time.perf_counter() - began
-    print(f"bulk load: {len(entries)} Slots by transaction Bundles of 500 in {wall:.1f} s "
-          f"= {len(entries) / wall:.0f}/s")
+    print(
+        f"bulk load: {len(entries)} Slots by transaction Bundles of 500 in {wall:.1f} s "
+        f"= {len(entries) / wall:.0f}/s"
+    )
 
 
 def search(client: httpx.AsyncClient, schedule: str, per_schedule: int) -> Any:
     day = START + timedelta(minutes=15 * random.randrange(per_schedule))
-    params = {"schedule": schedule, "status": "free", "start": [
-        f"ge{day:%Y-%m-%d}", f"lt{day + timedelta(days=7):%Y-%m-%d}"], "_count": "50"}
+    params = {
+        "schedule": schedule,
+        "status": "free",
+        "start": [f"ge{day:%Y-%m-%d}", f"lt{day + timedelta(days=7):%Y-%m-%d}"],
+        "_count": "50",
+    }
     return timed(client, "GET", "/Slot", params=params)
 
 

@@ -17,14 +17,42 @@ import sys
 from pathlib import Path
 
 SERVED = {
-    "Organization", "Location", "Practitioner", "PractitionerRole", "HealthcareService",
-    "Patient", "Schedule", "Slot", "Appointment", "AppointmentResponse", "Medication",
-    "SupplyRequest", "SupplyDelivery", "Immunization", "Endpoint", "AuditEvent", "Provenance",
+    "Organization",
+    "Location",
+    "Practitioner",
+    "PractitionerRole",
+    "HealthcareService",
+    "Patient",
+    "Schedule",
+    "Slot",
+    "Appointment",
+    "AppointmentResponse",
+    "Medication",
+    "SupplyRequest",
+    "SupplyDelivery",
+    "Immunization",
+    "Endpoint",
+    "AuditEvent",
+    "Provenance",
     "Communication",
 }
 KEPT_FIELDS = (
-    "resourceType", "id", "url", "version", "name", "status", "description", "code", "base",
-    "type", "expression", "target", "multipleOr", "multipleAnd", "comparator", "modifier",
+    "resourceType",
+    "id",
+    "url",
+    "version",
+    "name",
+    "status",
+    "description",
+    "code",
+    "base",
+    "type",
+    "expression",
+    "target",
+    "multipleOr",
+    "multipleAnd",
+    "comparator",
+    "modifier",
     "chain",
 )
 HERE = Path(__file__).parent
@@ -43,8 +71,13 @@ def search_parameters(source: Path) -> dict:
         trimmed = {key: param[key] for key in KEPT_FIELDS if key in param}
         trimmed["base"] = sorted(bases)
         kept.append({"fullUrl": param["url"], "resource": trimmed})
-    return {"resourceType": "Bundle", "id": "creneau-search-parameters", "type": "collection",
-            "meta": {"source": "http://hl7.org/fhir/R4/search-parameters.json"}, "entry": kept}
+    return {
+        "resourceType": "Bundle",
+        "id": "creneau-search-parameters",
+        "type": "collection",
+        "meta": {"source": "http://hl7.org/fhir/R4/search-parameters.json"},
+        "entry": kept,
+    }
 
 
 def codes_of(value_set: dict, code_systems: dict[str, dict]) -> list[str] | None:
@@ -71,10 +104,16 @@ def flatten(concepts: list[dict]):
 
 def required_bindings(source: Path) -> dict:
     terminology = json.loads((source / "valuesets.json").read_text())["entry"]
-    value_sets = {e["resource"]["url"]: e["resource"] for e in terminology
-                  if e["resource"]["resourceType"] == "ValueSet"}
-    code_systems = {e["resource"]["url"]: e["resource"] for e in terminology
-                    if e["resource"]["resourceType"] == "CodeSystem"}
+    value_sets = {
+        e["resource"]["url"]: e["resource"]
+        for e in terminology
+        if e["resource"]["resourceType"] == "ValueSet"
+    }
+    code_systems = {
+        e["resource"]["url"]: e["resource"]
+        for e in terminology
+        if e["resource"]["resourceType"] == "CodeSystem"
+    }
     definitions = json.loads((source / "profiles-resources.json").read_text())["entry"]
     bindings = {}
     for entry in definitions:
@@ -96,9 +135,11 @@ def required_bindings(source: Path) -> dict:
 def main() -> None:
     source = Path(sys.argv[1])
     (HERE / "search-parameters.json").write_text(
-        json.dumps(search_parameters(source), indent=1, ensure_ascii=False) + "\n")
+        json.dumps(search_parameters(source), indent=1, ensure_ascii=False) + "\n"
+    )
     (HERE / "required-bindings.json").write_text(
-        json.dumps(required_bindings(source), indent=1, ensure_ascii=False) + "\n")
+        json.dumps(required_bindings(source), indent=1, ensure_ascii=False) + "\n"
+    )
 
 
 if __name__ == "__main__":

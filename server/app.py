@@ -31,8 +31,12 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await store.close()
 
-    app = FastAPI(title="Créneau", version="0.1.0", lifespan=lifespan,
-                  description="Open, interoperable FHIR R4B scheduling server")
+    app = FastAPI(
+        title="Créneau",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Open, interoperable FHIR R4B scheduling server",
+    )
     app.state.settings = settings
     errors.install(app)
     app.include_router(metadata.router)

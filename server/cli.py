@@ -22,8 +22,9 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    serve.add_argument("--fixtures", action="store_true",
-                       help="load the demo data set first, once (idempotent)")
+    serve.add_argument(
+        "--fixtures", action="store_true", help="load the demo data set first, once (idempotent)"
+    )
     fixtures = commands.add_parser("fixtures", help="load the demo data set (idempotent)")
     _store_options(fixtures)
     args = parser.parse_args(argv)
@@ -41,8 +42,11 @@ def _store_options(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace) -> Settings:
     settings = Settings.from_env()
-    overrides = {name: getattr(args, name) for name in ("host", "port", "data_dir", "mongodb_uri")
-                 if getattr(args, name, None) is not None}
+    overrides = {
+        name: getattr(args, name)
+        for name in ("host", "port", "data_dir", "mongodb_uri")
+        if getattr(args, name, None) is not None
+    }
     return replace(settings, **overrides)
 
 
@@ -59,8 +63,14 @@ async def _load_fixtures(settings: Settings) -> str:
 
 def _serve(settings: Settings, workers: int) -> None:
     os.environ.update(settings.to_env())
-    uvicorn.run("server.app:from_env", factory=True, host=settings.host, port=settings.port,
-                workers=workers, log_level="info")
+    uvicorn.run(
+        "server.app:from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level="info",
+    )
 
 
 if __name__ == "__main__":

@@ -27,9 +27,13 @@ class Settings:
 
     def to_env(self) -> dict[str, str]:
         """The CRENEAU_* variables that recreate these settings in a worker process."""
-        env = {"CRENEAU_HOST": self.host, "CRENEAU_PORT": str(self.port),
-               "CRENEAU_DATA_DIR": str(self.data_dir), "CRENEAU_BASE_URL": self.base_url,
-               "CRENEAU_MAX_BODY_BYTES": str(self.max_body_bytes)}
+        env = {
+            "CRENEAU_HOST": self.host,
+            "CRENEAU_PORT": str(self.port),
+            "CRENEAU_DATA_DIR": str(self.data_dir),
+            "CRENEAU_BASE_URL": self.base_url,
+            "CRENEAU_MAX_BODY_BYTES": str(self.max_body_bytes),
+        }
         if self.mongodb_uri:
             env["CRENEAU_MONGODB_URI"] = self.mongodb_uri
         return env
@@ -39,8 +43,14 @@ class Settings:
         env = os.environ if environ is None else environ
         settings = cls()
         overrides: dict[str, object] = {}
-        for name, convert in (("host", str), ("port", int), ("data_dir", Path),
-                              ("mongodb_uri", str), ("base_url", str), ("max_body_bytes", int)):
+        for name, convert in (
+            ("host", str),
+            ("port", int),
+            ("data_dir", Path),
+            ("mongodb_uri", str),
+            ("base_url", str),
+            ("max_body_bytes", int),
+        ):
             value = env.get(f"CRENEAU_{name.upper()}")
             if value:
                 overrides[name] = convert(value)

@@ -35,9 +35,22 @@ def mongodb_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     folder = tmp_path_factory.mktemp("nx")
     process = subprocess.Popen(
-        [str(NX), "--data-dir", str(folder / "data"), "--host", "127.0.0.1", "-p", str(port),
-         "--log-file", str(folder / "nx.log"), "--pid-file", str(folder / "nx.pid")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            str(NX),
+            "--data-dir",
+            str(folder / "data"),
+            "--host",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--log-file",
+            str(folder / "nx.log"),
+            "--pid-file",
+            str(folder / "nx.pid"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:

@@ -35,8 +35,9 @@ async def process(fhir: Interactions, store: Store, body: Any) -> Reply:
     for position, entry in enumerate(entries):
         _check_entry(entry, position)
     if kind == "batch":
-        return Reply(200, bundle("batch-response", [await _batch_entry(fhir, store, e)
-                                                    for e in entries]))
+        return Reply(
+            200, bundle("batch-response", [await _batch_entry(fhir, store, e) for e in entries])
+        )
     async with store.transaction() as tx:
         replies = await _transaction(fhir, tx, entries)
     return Reply(200, bundle("transaction-response", [_entry(reply) for reply in replies]))
@@ -44,8 +45,11 @@ async def process(fhir: Interactions, store: Store, body: Any) -> Reply:
 
 def _check_entry(entry: Any, position: int) -> None:
     request = entry.get("request") if isinstance(entry, dict) else None
-    if not isinstance(request, dict) or request.get("method") not in ORDER \
-            or not isinstance(request.get("url"), str):
+    if (
+        not isinstance(request, dict)
+        or request.get("method") not in ORDER
+        or not isinstance(request.get("url"), str)
+    ):
         raise outcome.bad_request(f"Bundle.entry[{position}].request needs a method and a url")
     if not isinstance(entry.get("fullUrl", ""), str):
         raise outcome.bad_request(f"Bundle.entry[{position}].fullUrl must be a string")
@@ -59,24 +63,29 @@ async def _batch_entry(fhir: Interactions, store: Store, entry: dict[str, Any]) 
         return response_entry(error.status, outcome=error.outcome())
 
 
-async def _transaction(fhir: Interactions, tx: Transaction,
-                       entries: list[dict[str, Any]]) -> list[Reply]:
+async def _transaction(
+    fhir: Interactions, tx: Transaction, entries: list[dict[str, Any]]
+) -> list[Reply]:
     ids = await _assign_ids(fhir, tx, entries)
     entries = [{**entry, "resource": _rewrite(entry.get("resource"), ids)} for entry in entries]
     replies: dict[int, Reply] = {}
     for position in _execution_order(entries, ids):
         try:
-            replies[position] = await run(fhir, tx, entries[position], ids.get(
-                entries[position].get("fullUrl", "")))
+            replies[position] = await run(
+                fhir, tx, entries[position], ids.get(entries[position].get("fullUrl", ""))
+            )
         except outcome.FhirError as error:
-            issues = [replace(i, diagnostics=f"Bundle.entry[{position}]: {i.diagnostics}")
-                      for i in error.issues]
+            issues = [
+                replace(i, diagnostics=f"Bundle.entry[{position}]: {i.diagnostics}")
+                for i in error.issues
+            ]
             raise outcome.FhirError(error.status, issues) from None
     return [replies[position] for position in range(len(entries))]
 
 
-async def _assign_ids(fhir: Interactions, reader: Reader,
-                      entries: list[dict[str, Any]]) -> dict[str, str]:
+async def _assign_ids(
+    fhir: Interactions, reader: Reader, entries: list[dict[str, Any]]
+) -> dict[str, str]:
     """`urn:uuid:` full URL → the `Type/id` it will have (an existing match for ifNoneExist)."""
     ids: dict[str, str] = {}
     for entry in entries:
@@ -113,12 +122,16 @@ def _execution_order(entries: list[dict[str, Any]], ids: dict[str, str]) -> list
         if entry["request"]["method"] != "POST" or position in seen:
             return 0
         needed = _references(entry.get("resource")) & created
-        owners = [p for p, e in enumerate(entries)
-                  if ids.get(entries[p].get("fullUrl", "")) in needed and p != position]
+        owners = [
+            p
+            for p, e in enumerate(entries)
+            if ids.get(entries[p].get("fullUrl", "")) in needed and p != position
+        ]
         return 1 + max((depth(p, seen | {position}) for p in owners), default=0)
 
-    return sorted(range(len(entries)),
-                  key=lambda p: (ORDER[entries[p]["request"]["method"]], depth(p)))
+    return sorted(
+        range(len(entries)), key=lambda p: (ORDER[entries[p]["request"]["method"]], depth(p))
+    )
 
 
 def _references(node: Any) -> set[str]:
@@ -130,8 +143,9 @@ def _references(node: Any) -> set[str]:
     return set()
 
 
-async def run(fhir: Interactions, tx: Transaction, entry: dict[str, Any],
-              assigned: str | None = None) -> Reply:
+async def run(
+    fhir: Interactions, tx: Transaction, entry: dict[str, Any], assigned: str | None = None
+) -> Reply:
     """One Bundle entry, as the matching REST interaction."""
     request = entry["request"]
     method, url = request["method"], urlsplit(request["url"])
@@ -141,16 +155,23 @@ async def run(fhir: Interactions, tx: Transaction, entry: dict[str, Any],
     if not parts:
         raise outcome.bad_request(f"Entry url {request['url']!r} names no resource type")
     if method == "POST":
-        return await fhir.create(tx, parts[0], resource, if_none_exist=request.get("ifNoneExist"),
-                                 assigned_id=assigned.split("/")[1] if assigned else None)
+        return await fhir.create(
+            tx,
+            parts[0],
+            resource,
+            if_none_exist=request.get("ifNoneExist"),
+            assigned_id=assigned.split("/")[1] if assigned else None,
+        )
     if method == "PUT":
         if len(parts) == 1:
-            return await fhir.conditional_update(tx, parts[0], url.query, resource,
-                                                 if_match=if_match)
+            return await fhir.conditional_update(
+                tx, parts[0], url.query, resource, if_match=if_match
+            )
         return await fhir.update(tx, parts[0], parts[1], resource, if_match=if_match)
     if method == "PATCH" and len(parts) == 2:
-        return await fhir.patch(tx, parts[0], parts[1], _patch_operations(resource),
-                                if_match=if_match)
+        return await fhir.patch(
+            tx, parts[0], parts[1], _patch_operations(resource), if_match=if_match
+        )
     if method == "DELETE":
         if len(parts) == 1:
             return await fhir.conditional_delete(tx, parts[0], url.query)
@@ -181,5 +202,10 @@ def _patch_operations(resource: Any) -> Any:
 def _entry(reply: Reply) -> dict[str, Any]:
     location = reply.headers.get("Location")
     meta = reply.body.get("meta", {}) if reply.body else {}  # an instant, not the HTTP date
-    return response_entry(reply.status, resource=reply.body, location=location,
-                          etag=reply.headers.get("ETag"), last_modified=meta.get("lastUpdated"))
+    return response_entry(
+        reply.status,
+        resource=reply.body,
+        location=location,
+        etag=reply.headers.get("ETag"),
+        last_modified=meta.get("lastUpdated"),
+    )

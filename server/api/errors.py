@@ -14,8 +14,13 @@ from server.fhir import outcome
 from server.fhir.outcome import FhirError, Issue
 
 log = logging.getLogger("creneau")
-HTTP_CODES = {404: "not-found", 405: "not-supported", 406: "not-supported", 413: "too-costly",
-              415: "not-supported"}
+HTTP_CODES = {
+    404: "not-found",
+    405: "not-supported",
+    406: "not-supported",
+    413: "too-costly",
+    415: "not-supported",
+}
 
 
 def install(app: FastAPI) -> None:
@@ -32,13 +37,16 @@ async def _fhir_error(request: Request, error: FhirError) -> Response:
 async def _http_error(request: Request, error: HTTPException) -> Response:
     code = HTTP_CODES.get(error.status_code, "processing")
     issue = Issue(code, str(error.detail))
-    return fhir_response(error.status_code, outcome.operation_outcome([issue]),
-                         headers=dict(error.headers or {}))
+    return fhir_response(
+        error.status_code, outcome.operation_outcome([issue]), headers=dict(error.headers or {})
+    )
 
 
 async def _request_error(request: Request, error: RequestValidationError) -> Response:
-    issues = [Issue("invalid", str(e.get("msg")), expression=(".".join(map(str, e["loc"])),))
-              for e in error.errors()]
+    issues = [
+        Issue("invalid", str(e.get("msg")), expression=(".".join(map(str, e["loc"])),))
+        for e in error.errors()
+    ]
     return fhir_response(400, outcome.operation_outcome(issues))
 
 

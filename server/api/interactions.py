@@ -31,8 +31,9 @@ class Interactions:
 
     # reads
 
-    async def read(self, resource_type: str, resource_id: str,
-                   reader: Reader | None = None) -> Reply:
+    async def read(
+        self, resource_type: str, resource_id: str, reader: Reader | None = None
+    ) -> Reply:
         current = await self._live(reader or self.store, resource_type, resource_id)
         return version_reply(200, current, self.base)
 
@@ -40,16 +41,27 @@ class Interactions:
         resources.check_type(resource_type)
         resources.check_id(resource_id)
         if not version_id.isdecimal() or len(version_id) > 18:
-            raise outcome.not_found(f"No version {version_id[:20]!r} of {resource_type}/{resource_id}")
+            raise outcome.not_found(
+                f"No version {version_id[:20]!r} of {resource_type}/{resource_id}"
+            )
         version = await self.store.version(resource_type, resource_id, int(version_id))
         if version is None:
-            raise outcome.not_found(f"{resource_type}/{resource_id}/_history/{version_id} not found")
+            raise outcome.not_found(
+                f"{resource_type}/{resource_id}/_history/{version_id} not found"
+            )
         if version.deleted:
             raise outcome.gone(f"{resource_type}/{resource_id} was deleted in version {version_id}")
         return version_reply(200, version, self.base)
 
-    async def search(self, resource_type: str | None, params: list[tuple[str, str]], *,
-                     strict: bool, reader: Reader | None = None, self_url: str = "") -> Reply:
+    async def search(
+        self,
+        resource_type: str | None,
+        params: list[tuple[str, str]],
+        *,
+        strict: bool,
+        reader: Reader | None = None,
+        self_url: str = "",
+    ) -> Reply:
         if resource_type is None:
             raise outcome.bad_request("Search across all types is not supported: name a type")
         resources.check_type(resource_type)
@@ -57,12 +69,26 @@ class Interactions:
         result = await searching.search(reader or self.store, request, self.base)
         return Reply(200, self._searchset(request, result, params, self_url))
 
-    def _searchset(self, request: SearchRequest, result: searching.SearchResult,
-                   params: list[tuple[str, str]], self_url: str) -> dict[str, Any]:
+    def _searchset(
+        self,
+        request: SearchRequest,
+        result: searching.SearchResult,
+        params: list[tuple[str, str]],
+        self_url: str,
+    ) -> dict[str, Any]:
         page = result.page
-        entries = [] if request.summary == "count" else [
-            search_entry(summary.apply(v.body or {}, request.summary, request.elements),
-                         self.base, "match") for v in page.versions]
+        entries = (
+            []
+            if request.summary == "count"
+            else [
+                search_entry(
+                    summary.apply(v.body or {}, request.summary, request.elements),
+                    self.base,
+                    "match",
+                )
+                for v in page.versions
+            ]
+        )
         entries += [search_entry(v.body or {}, self.base, "include") for v in result.included]
         if request.ignored:
             entries.append(_ignored_outcome(request.ignored))
@@ -74,8 +100,13 @@ class Interactions:
         total = page.total if request.total != "none" else None
         return bundle("searchset", entries, total=total, links=links)
 
-    async def history(self, resource_type: str | None, resource_id: str | None,
-                      params: list[tuple[str, str]], self_url: str) -> Reply:
+    async def history(
+        self,
+        resource_type: str | None,
+        resource_id: str | None,
+        params: list[tuple[str, str]],
+        self_url: str,
+    ) -> Reply:
         if resource_type is not None:
             resources.check_type(resource_type)
         if resource_id is not None:
@@ -88,10 +119,13 @@ class Interactions:
             if span is None:
                 raise outcome.bad_request(f"_since {options['_since']!r} is not an instant")
             since = span[0]
-        found = await self.store.history(resource_type, resource_id, since=since, count=count,
-                                         cursor=options.get("_cursor"))
-        entries = [history_entry(v.type, v.id, v.version, v.last_updated, v.method, v.body,
-                                 self.base) for v in found.versions]
+        found = await self.store.history(
+            resource_type, resource_id, since=since, count=count, cursor=options.get("_cursor")
+        )
+        entries = [
+            history_entry(v.type, v.id, v.version, v.last_updated, v.method, v.body, self.base)
+            for v in found.versions
+        ]
         links = {"self": self_url}
         if found.next_cursor:
             path = "/".join(p for p in (resource_type, resource_id) if p)
@@ -101,11 +135,19 @@ class Interactions:
 
     # writes
 
-    async def create(self, tx: Transaction, resource_type: str, body: Any, *,
-                     if_none_exist: str | None = None, assigned_id: str | None = None) -> Reply:
+    async def create(
+        self,
+        tx: Transaction,
+        resource_type: str,
+        body: Any,
+        *,
+        if_none_exist: str | None = None,
+        assigned_id: str | None = None,
+    ) -> Reply:
         resources.check_type(resource_type)
         resource = resources.validate(body, resource_type)
         if if_none_exist:
+            await tx.guard(f"{resource_type}?{if_none_exist}")
             existing = await self._matching(tx, resource_type, if_none_exist)
             if len(existing) > 1:
                 raise outcome.precondition_failed("If-None-Exist matches several resources")
@@ -114,21 +156,38 @@ class Interactions:
         version = await writes.create(tx, resource, own_base=self.base, resource_id=assigned_id)
         return version_reply(201, version, self.base, location=True)
 
-    async def update(self, tx: Transaction, resource_type: str, resource_id: str, body: Any, *,
-                     if_match: int | None = None) -> Reply:
+    async def update(
+        self,
+        tx: Transaction,
+        resource_type: str,
+        resource_id: str,
+        body: Any,
+        *,
+        if_match: int | None = None,
+    ) -> Reply:
         resources.check_type(resource_type)
         resources.check_id(resource_id)
         resource = resources.validate(body, resource_type)
         if resource.get("id") != resource_id:
-            raise outcome.bad_request(f"The resource id {resource.get('id')!r} must equal the "
-                                      f"URL id {resource_id!r}")
-        version, created = await writes.update(tx, resource, resource_id, own_base=self.base,
-                                               if_match=if_match)
+            raise outcome.bad_request(
+                f"The resource id {resource.get('id')!r} must equal the URL id {resource_id!r}"
+            )
+        version, created = await writes.update(
+            tx, resource, resource_id, own_base=self.base, if_match=if_match
+        )
         return version_reply(201 if created else 200, version, self.base, location=created)
 
-    async def conditional_update(self, tx: Transaction, resource_type: str, query: str,
-                                 body: Any, *, if_match: int | None = None) -> Reply:
+    async def conditional_update(
+        self,
+        tx: Transaction,
+        resource_type: str,
+        query: str,
+        body: Any,
+        *,
+        if_match: int | None = None,
+    ) -> Reply:
         resources.check_type(resource_type)
+        await tx.guard(f"{resource_type}?{query}")
         matches = await self._matching(tx, resource_type, query)
         if len(matches) > 1:
             raise outcome.precondition_failed("The conditional update matches several resources")
@@ -138,25 +197,41 @@ class Interactions:
         if not matches and given_id is None:
             return await self.create(tx, resource_type, body)
         target = matches[0].id if matches else str(given_id)
-        return await self.update(tx, resource_type, target, {**body, "id": target},
-                                 if_match=if_match)
+        return await self.update(
+            tx, resource_type, target, {**body, "id": target}, if_match=if_match
+        )
 
-    async def patch(self, tx: Transaction, resource_type: str, resource_id: str, operations: Any,
-                    *, if_match: int | None = None) -> Reply:
+    async def patch(
+        self,
+        tx: Transaction,
+        resource_type: str,
+        resource_id: str,
+        operations: Any,
+        *,
+        if_match: int | None = None,
+    ) -> Reply:
         current = await self._live(tx, resource_type, resource_id)
         if not isinstance(operations, list):
             raise outcome.bad_request("A JSON Patch body is an array of operations")
         try:
             patched = jsonpatch.apply_patch(current.body, operations)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError) as exc:
-            raise outcome.FhirError(422, [outcome.Issue("processing", f"JSON Patch failed: {exc}")]) from None
+            raise outcome.FhirError(
+                422, [outcome.Issue("processing", f"JSON Patch failed: {exc}")]
+            ) from None
         if patched.get("id") != resource_id or patched.get("resourceType") != resource_type:
             raise outcome.invalid_one("A patch may not change the resource's id or type")
-        return await self.update(tx, resource_type, resource_id, patched,
-                                 if_match=if_match if if_match is not None else current.version)
+        return await self.update(
+            tx,
+            resource_type,
+            resource_id,
+            patched,
+            if_match=if_match if if_match is not None else current.version,
+        )
 
-    async def delete(self, tx: Transaction, resource_type: str, resource_id: str, *,
-                     if_match: int | None = None) -> Reply:
+    async def delete(
+        self, tx: Transaction, resource_type: str, resource_id: str, *, if_match: int | None = None
+    ) -> Reply:
         resources.check_type(resource_type)
         resources.check_id(resource_id)
         tombstone = await writes.delete(tx, resource_type, resource_id, if_match=if_match)
@@ -192,8 +267,9 @@ class Interactions:
             raise outcome.gone(f"{resource_type}/{resource_id} has been deleted")
         return current
 
-    async def _exists(self, resource_type: str, resource_id: str,
-                      reader: Reader | None = None) -> Version:
+    async def _exists(
+        self, resource_type: str, resource_id: str, reader: Reader | None = None
+    ) -> Version:
         resources.check_type(resource_type)
         resources.check_id(resource_id)
         current = await (reader or self.store).current(resource_type, resource_id)
@@ -203,8 +279,14 @@ class Interactions:
 
 
 def _ignored_outcome(names: list[str]) -> dict[str, Any]:
-    issues = [outcome.Issue("not-supported", f"Search parameter {name!r} is unknown and was "
-                            "ignored", severity="warning") for name in names]
+    issues = [
+        outcome.Issue(
+            "not-supported",
+            f"Search parameter {name!r} is unknown and was ignored",
+            severity="warning",
+        )
+        for name in names
+    ]
     return {"resource": outcome.operation_outcome(issues), "search": {"mode": "outcome"}}
 
 

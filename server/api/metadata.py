@@ -19,8 +19,17 @@ from server.fhir.search import MODIFIERS
 from server.fhir.searchparams import registry
 
 router = APIRouter(prefix="/fhir", dependencies=[Depends(check_accept)])
-INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance",
-                "history-type", "create", "search-type")
+INTERACTIONS = (
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+)
 SOFTWARE_VERSION = "0.1.0"
 
 
@@ -29,8 +38,7 @@ async def metadata(request: Request, settings: SettingsDep) -> Response:
     return fhir_response(200, capability_statement(settings.fhir_base))
 
 
-@router.api_route("/metadata", methods=["POST", "PUT", "PATCH", "DELETE"],
-                  include_in_schema=False)
+@router.api_route("/metadata", methods=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
 async def metadata_is_read_only() -> Response:
     raise outcome.method_not_allowed("The CapabilityStatement is read-only: use GET")
 
@@ -48,12 +56,17 @@ def capability_statement(base: str) -> dict[str, Any]:
         "fhirVersion": "4.3.0",
         "format": ["application/fhir+json", "json"],
         "patchFormat": ["application/json-patch+json"],
-        "rest": [{
-            "mode": "server",
-            "resource": [_resource(t) for t in SERVED_TYPES],
-            "interaction": [{"code": "transaction"}, {"code": "batch"},
-                            {"code": "history-system"}],
-        }],
+        "rest": [
+            {
+                "mode": "server",
+                "resource": [_resource(t) for t in SERVED_TYPES],
+                "interaction": [
+                    {"code": "transaction"},
+                    {"code": "batch"},
+                    {"code": "history-system"},
+                ],
+            }
+        ],
     }
     CapabilityStatement.model_validate(statement)
     return statement
@@ -61,9 +74,12 @@ def capability_statement(base: str) -> dict[str, Any]:
 
 def _resource(resource_type: str) -> dict[str, Any]:
     params = registry().of(resource_type)
-    reverse = sorted(f"{other}:{code}" for other in SERVED_TYPES
-                     for code, p in registry().of(other).items()
-                     if p.type == "reference" and (not p.targets or resource_type in p.targets))
+    reverse = sorted(
+        f"{other}:{code}"
+        for other in SERVED_TYPES
+        for code, p in registry().of(other).items()
+        if p.type == "reference" and (not p.targets or resource_type in p.targets)
+    )
     return {
         "type": resource_type,
         "interaction": [{"code": code} for code in INTERACTIONS],
@@ -73,12 +89,17 @@ def _resource(resource_type: str) -> dict[str, Any]:
         "conditionalCreate": True,
         "conditionalUpdate": True,
         "conditionalDelete": "single",
-        "searchInclude": sorted(f"{resource_type}:{code}" for code, p in params.items()
-                                if p.type == "reference"),
+        "searchInclude": sorted(
+            f"{resource_type}:{code}" for code, p in params.items() if p.type == "reference"
+        ),
         "searchRevInclude": reverse,
         "searchParam": [
-            {"name": code, "definition": p.url, "type": p.type,
-             "documentation": "Modifiers: " + ", ".join(sorted(MODIFIERS[p.type]))}
+            {
+                "name": code,
+                "definition": p.url,
+                "type": p.type,
+                "documentation": "Modifiers: " + ", ".join(sorted(MODIFIERS[p.type])),
+            }
             for code, p in sorted(params.items())
         ],
     }

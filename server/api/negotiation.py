@@ -15,13 +15,21 @@ JSON_TYPES = ("application/fhir+json", "application/json", "application/json-pat
 XML_HINTS = ("xml",)
 
 
-def fhir_response(status: int, body: dict[str, Any] | None,
-                  headers: dict[str, str] | None = None, pretty: bool = False) -> Response:
+def fhir_response(
+    status: int,
+    body: dict[str, Any] | None,
+    headers: dict[str, str] | None = None,
+    pretty: bool = False,
+) -> Response:
     if body is None:
         return Response(status_code=status, headers=headers)
     option = orjson.OPT_INDENT_2 if pretty else 0
-    return Response(orjson.dumps(body, option=option), status_code=status,
-                    media_type=f"{FHIR_JSON}; charset=utf-8", headers=headers)
+    return Response(
+        orjson.dumps(body, option=option),
+        status_code=status,
+        media_type=f"{FHIR_JSON}; charset=utf-8",
+        headers=headers,
+    )
 
 
 def check_accept(request: Request) -> None:
@@ -37,15 +45,16 @@ def check_accept(request: Request) -> None:
     ranges = [part.split(";")[0].strip().lower() for part in accept.split(",")]
     if any(r in ("*/*", "application/*") or "json" in r for r in ranges):
         return
-    raise outcome.not_acceptable(f"Accept {accept!r} is not served; this server speaks "
-                                 f"{FHIR_JSON}")
+    raise outcome.not_acceptable(f"Accept {accept!r} is not served; this server speaks {FHIR_JSON}")
 
 
 async def read_json(request: Request, limit: int, media: tuple[str, ...] = JSON_TYPES) -> Any:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in media:
-        raise outcome.unsupported_media(f"Content-Type {content_type or 'none'!r} is not "
-                                        f"accepted here; send {' or '.join(media)}")
+        raise outcome.unsupported_media(
+            f"Content-Type {content_type or 'none'!r} is not "
+            f"accepted here; send {' or '.join(media)}"
+        )
     declared = request.headers.get("content-length", "")
     if declared.isdecimal() and int(declared) > limit:
         raise outcome.too_large(f"The body is larger than {limit} bytes")

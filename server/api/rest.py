@@ -31,13 +31,15 @@ def render(request: Request, reply: Reply) -> Response:
 
 def _self_url(request: Request, base: str) -> str:
     return f"{base}{request.url.path.removeprefix('/fhir')}" + (
-        f"?{request.url.query}" if request.url.query else "")
+        f"?{request.url.query}" if request.url.query else ""
+    )
 
 
 @router.post("")
 @router.post("/", include_in_schema=False)
-async def system_bundle(request: Request, fhir: Fhir, store: StoreDep,
-                        settings: SettingsDep) -> Response:
+async def system_bundle(
+    request: Request, fhir: Fhir, store: StoreDep, settings: SettingsDep
+) -> Response:
     body = await read_json(request, settings.max_body_bytes)
     return render(request, await bundles.process(fhir, store, body))
 
@@ -48,10 +50,10 @@ async def system_history(request: Request, fhir: Fhir) -> Response:
     return render(request, await fhir.history(None, None, params, _self_url(request, fhir.base)))
 
 
-@router.api_route("/_history", methods=["POST", "PUT", "PATCH", "DELETE"],
-                  include_in_schema=False)
-@router.api_route("/{resource_type}/_history", methods=["POST", "PUT", "PATCH", "DELETE"],
-                  include_in_schema=False)
+@router.api_route("/_history", methods=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+@router.api_route(
+    "/{resource_type}/_history", methods=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
+)
 async def history_is_read_only() -> Response:
     raise outcome.method_not_allowed("History is read-only: use GET")
 
@@ -59,48 +61,63 @@ async def history_is_read_only() -> Response:
 @router.get("/{resource_type}")
 async def search(resource_type: str, request: Request, fhir: Fhir) -> Response:
     params = request.query_params.multi_items()
-    reply = await fhir.search(resource_type, params, strict=strict(request),
-                              self_url=_self_url(request, fhir.base))
+    reply = await fhir.search(
+        resource_type, params, strict=strict(request), self_url=_self_url(request, fhir.base)
+    )
     return render(request, reply)
 
 
 @router.post("/{resource_type}/_search")
-async def search_by_post(resource_type: str, request: Request, fhir: Fhir,
-                         settings: SettingsDep) -> Response:
+async def search_by_post(
+    resource_type: str, request: Request, fhir: Fhir, settings: SettingsDep
+) -> Response:
     content_type = request.headers.get("content-type", "").split(";")[0].strip()
     if content_type != "application/x-www-form-urlencoded":
         raise outcome.unsupported_media("POST _search takes application/x-www-form-urlencoded")
     form = (await request.body())[: settings.max_body_bytes].decode("utf-8", "replace")
     params = request.query_params.multi_items() + parse_qsl(form, keep_blank_values=True)
     query = f"?{urlencode(params)}" if params else ""  # the self link is the equivalent GET
-    reply = await fhir.search(resource_type, params, strict=strict(request),
-                              self_url=f"{fhir.base}/{resource_type}{query}")
+    reply = await fhir.search(
+        resource_type,
+        params,
+        strict=strict(request),
+        self_url=f"{fhir.base}/{resource_type}{query}",
+    )
     return render(request, reply)
 
 
 @router.post("/{resource_type}")
-async def create(resource_type: str, request: Request, fhir: Fhir, store: StoreDep,
-                 settings: SettingsDep) -> Response:
+async def create(
+    resource_type: str, request: Request, fhir: Fhir, store: StoreDep, settings: SettingsDep
+) -> Response:
     body = await read_json(request, settings.max_body_bytes)
     async with store.transaction() as tx:
-        reply = await fhir.create(tx, resource_type, body,
-                                  if_none_exist=request.headers.get("if-none-exist"))
+        reply = await fhir.create(
+            tx, resource_type, body, if_none_exist=request.headers.get("if-none-exist")
+        )
     return render(request, reply)
 
 
 @router.put("/{resource_type}")
-async def conditional_update(resource_type: str, request: Request, fhir: Fhir,
-                             store: StoreDep, settings: SettingsDep) -> Response:
+async def conditional_update(
+    resource_type: str, request: Request, fhir: Fhir, store: StoreDep, settings: SettingsDep
+) -> Response:
     body = await read_json(request, settings.max_body_bytes)
     async with store.transaction() as tx:
-        reply = await fhir.conditional_update(tx, resource_type, request.url.query, body,
-                                              if_match=parse_etag(request.headers.get("if-match")))
+        reply = await fhir.conditional_update(
+            tx,
+            resource_type,
+            request.url.query,
+            body,
+            if_match=parse_etag(request.headers.get("if-match")),
+        )
     return render(request, reply)
 
 
 @router.delete("/{resource_type}")
-async def conditional_delete(resource_type: str, request: Request, fhir: Fhir,
-                             store: StoreDep) -> Response:
+async def conditional_delete(
+    resource_type: str, request: Request, fhir: Fhir, store: StoreDep
+) -> Response:
     async with store.transaction() as tx:
         reply = await fhir.conditional_delete(tx, resource_type, request.url.query)
     return render(request, reply)
@@ -119,44 +136,69 @@ async def read(resource_type: str, resource_id: str, request: Request, fhir: Fhi
 
 
 @router.put("/{resource_type}/{resource_id}")
-async def update(resource_type: str, resource_id: str, request: Request, fhir: Fhir,
-                 store: StoreDep, settings: SettingsDep) -> Response:
+async def update(
+    resource_type: str,
+    resource_id: str,
+    request: Request,
+    fhir: Fhir,
+    store: StoreDep,
+    settings: SettingsDep,
+) -> Response:
     body = await read_json(request, settings.max_body_bytes)
     async with store.transaction() as tx:
-        reply = await fhir.update(tx, resource_type, resource_id, body,
-                                  if_match=parse_etag(request.headers.get("if-match")))
+        reply = await fhir.update(
+            tx,
+            resource_type,
+            resource_id,
+            body,
+            if_match=parse_etag(request.headers.get("if-match")),
+        )
     return render(request, reply)
 
 
 @router.patch("/{resource_type}/{resource_id}")
-async def patch(resource_type: str, resource_id: str, request: Request, fhir: Fhir,
-                store: StoreDep, settings: SettingsDep) -> Response:
+async def patch(
+    resource_type: str,
+    resource_id: str,
+    request: Request,
+    fhir: Fhir,
+    store: StoreDep,
+    settings: SettingsDep,
+) -> Response:
     operations = await read_json(request, settings.max_body_bytes, PATCH_TYPES)
     async with store.transaction() as tx:
-        reply = await fhir.patch(tx, resource_type, resource_id, operations,
-                                 if_match=parse_etag(request.headers.get("if-match")))
+        reply = await fhir.patch(
+            tx,
+            resource_type,
+            resource_id,
+            operations,
+            if_match=parse_etag(request.headers.get("if-match")),
+        )
     return render(request, reply)
 
 
 @router.delete("/{resource_type}/{resource_id}")
-async def delete(resource_type: str, resource_id: str, request: Request, fhir: Fhir,
-                 store: StoreDep) -> Response:
+async def delete(
+    resource_type: str, resource_id: str, request: Request, fhir: Fhir, store: StoreDep
+) -> Response:
     async with store.transaction() as tx:
-        reply = await fhir.delete(tx, resource_type, resource_id,
-                                  if_match=parse_etag(request.headers.get("if-match")))
+        reply = await fhir.delete(
+            tx, resource_type, resource_id, if_match=parse_etag(request.headers.get("if-match"))
+        )
     return render(request, reply)
 
 
 @router.get("/{resource_type}/{resource_id}/_history")
-async def instance_history(resource_type: str, resource_id: str, request: Request,
-                           fhir: Fhir) -> Response:
+async def instance_history(
+    resource_type: str, resource_id: str, request: Request, fhir: Fhir
+) -> Response:
     params = request.query_params.multi_items()
-    reply = await fhir.history(resource_type, resource_id, params,
-                               _self_url(request, fhir.base))
+    reply = await fhir.history(resource_type, resource_id, params, _self_url(request, fhir.base))
     return render(request, reply)
 
 
 @router.get("/{resource_type}/{resource_id}/_history/{version_id}")
-async def vread(resource_type: str, resource_id: str, version_id: str, request: Request,
-                fhir: Fhir) -> Response:
+async def vread(
+    resource_type: str, resource_id: str, version_id: str, request: Request, fhir: Fhir
+) -> Response:
     return render(request, await fhir.vread(resource_type, resource_id, version_id))

@@ -8,10 +8,19 @@ from typing import Any
 from server.fhir.values import now_instant
 
 
-def bundle(kind: str, entries: list[dict[str, Any]], *, total: int | None = None,
-           links: dict[str, str] | None = None) -> dict[str, Any]:
-    result: dict[str, Any] = {"resourceType": "Bundle", "id": str(uuid.uuid4()),
-                              "meta": {"lastUpdated": now_instant()}, "type": kind}
+def bundle(
+    kind: str,
+    entries: list[dict[str, Any]],
+    *,
+    total: int | None = None,
+    links: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "meta": {"lastUpdated": now_instant()},
+        "type": kind,
+    }
     if total is not None:
         result["total"] = total
     if links:
@@ -23,12 +32,22 @@ def bundle(kind: str, entries: list[dict[str, Any]], *, total: int | None = None
 
 
 def search_entry(resource: dict[str, Any], base: str, mode: str) -> dict[str, Any]:
-    return {"fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}",
-            "resource": resource, "search": {"mode": mode}}
+    return {
+        "fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}",
+        "resource": resource,
+        "search": {"mode": mode},
+    }
 
 
-def history_entry(resource_type: str, resource_id: str, version: int, last_updated: str,
-                  method: str, body: dict[str, Any] | None, base: str) -> dict[str, Any]:
+def history_entry(
+    resource_type: str,
+    resource_id: str,
+    version: int,
+    last_updated: str,
+    method: str,
+    body: dict[str, Any] | None,
+    base: str,
+) -> dict[str, Any]:
     url = f"{resource_type}/{resource_id}"
     entry: dict[str, Any] = {"fullUrl": f"{base}/{url}"}
     if body is not None:
@@ -39,10 +58,15 @@ def history_entry(resource_type: str, resource_id: str, version: int, last_updat
     return entry
 
 
-def response_entry(status: int, *, resource: dict[str, Any] | None = None,
-                   location: str | None = None, etag: str | None = None,
-                   last_modified: str | None = None,
-                   outcome: dict[str, Any] | None = None) -> dict[str, Any]:
+def response_entry(
+    status: int,
+    *,
+    resource: dict[str, Any] | None = None,
+    location: str | None = None,
+    etag: str | None = None,
+    last_modified: str | None = None,
+    outcome: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     response: dict[str, Any] = {"status": str(status)}
     if location:
         response["location"] = location

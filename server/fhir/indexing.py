@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.fhir.searchparams import SearchParam, registry
-from server.fhir.values import HIGHEST, LOWEST, date_range, normalize_string, number, split_reference
+from server.fhir.values import (
+    HIGHEST,
+    LOWEST,
+    date_range,
+    normalize_string,
+    number,
+    split_reference,
+)
 
 TokenRow = tuple[str, str | None, str | None, str | None]  # param, system, code, text
 StringRow = tuple[str, str, str]  # param, normalized, exact
@@ -70,8 +77,11 @@ def extract(resource: dict[str, Any], own_base: str = "") -> IndexValues:
     for reference_param, date_param in COMPOSITES.get(resource["resourceType"], ()):
         index.composite.extend(
             (f"{reference_param}+{date_param}", literal, low, high)
-            for ref_param, _, _, literal in index.reference if ref_param == reference_param
-            for param, low, high in index.date if param == date_param)
+            for ref_param, _, _, literal in index.reference
+            if ref_param == reference_param
+            for param, low, high in index.date
+            if param == date_param
+        )
     return index
 
 
@@ -92,8 +102,14 @@ def _add(index: IndexValues, param: SearchParam, value: Any, own_base: str) -> N
         if parsed:
             index.number.append((param.code, parsed[0]))
     elif kind == "quantity" and isinstance(value, dict) and "value" in value:
-        index.quantity.append((param.code, float(value["value"]), value.get("system"),
-                               value.get("code") or value.get("unit")))
+        index.quantity.append(
+            (
+                param.code,
+                float(value["value"]),
+                value.get("system"),
+                value.get("code") or value.get("unit"),
+            )
+        )
     elif kind == "uri" and isinstance(value, str):
         index.uri.append((param.code, value))
 
@@ -106,19 +122,22 @@ def tokens(value: Any) -> list[tuple[str | None, str | None, str | None]]:
         return [(None, str(value), None)]
     if not isinstance(value, dict):
         return []
-    if "coding" in value or "text" in value and "value" not in value:
+    if "coding" in value or ("text" in value and "value" not in value):
         rows = [row for coding in value.get("coding", []) for row in tokens(coding)]
         if value.get("text"):
             rows.append((None, None, normalize_string(value["text"])))
         return rows
     if "value" in value:  # Identifier, ContactPoint
-        type_text = value.get("type", {}).get("text") if isinstance(value.get("type"), dict) else None
+        type_text = (
+            value.get("type", {}).get("text") if isinstance(value.get("type"), dict) else None
+        )
         system = value.get("system")
         return [(system, str(value["value"]), normalize_string(type_text) if type_text else None)]
     if "code" in value or "system" in value:
         display = value.get("display")
-        return [(value.get("system"), value.get("code"),
-                 normalize_string(display) if display else None)]
+        return [
+            (value.get("system"), value.get("code"), normalize_string(display) if display else None)
+        ]
     return []
 
 
@@ -129,8 +148,19 @@ def strings(value: Any) -> list[str]:
     if not isinstance(value, dict):
         return []
     found: list[str] = []
-    for key in ("text", "family", "given", "prefix", "suffix", "line", "city", "district",
-                "state", "postalCode", "country"):
+    for key in (
+        "text",
+        "family",
+        "given",
+        "prefix",
+        "suffix",
+        "line",
+        "city",
+        "district",
+        "state",
+        "postalCode",
+        "country",
+    ):
         item = value.get(key)
         if isinstance(item, str):
             found.append(item)

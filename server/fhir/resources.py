@@ -21,9 +21,23 @@ from server.fhir import outcome
 from server.fhir.outcome import Issue
 
 SERVED_TYPES: tuple[str, ...] = (
-    "Organization", "Location", "Practitioner", "PractitionerRole", "HealthcareService",
-    "Patient", "Schedule", "Slot", "Appointment", "AppointmentResponse", "Medication",
-    "SupplyRequest", "SupplyDelivery", "Immunization", "Endpoint", "AuditEvent", "Provenance",
+    "Organization",
+    "Location",
+    "Practitioner",
+    "PractitionerRole",
+    "HealthcareService",
+    "Patient",
+    "Schedule",
+    "Slot",
+    "Appointment",
+    "AppointmentResponse",
+    "Medication",
+    "SupplyRequest",
+    "SupplyDelivery",
+    "Immunization",
+    "Endpoint",
+    "AuditEvent",
+    "Provenance",
     "Communication",
 )
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -45,7 +59,7 @@ def check_id(resource_id: str) -> None:
 
 
 def validate(body: Any, resource_type: str | None = None) -> dict[str, Any]:
-    """Return `body` if it is a valid resource (of `resource_type` when given), else raise 422/400."""
+    """`body` if it is a valid resource (of `resource_type` when given), else 422 or 400."""
     if not isinstance(body, dict):
         raise outcome.bad_request("The body must be a JSON object", "structure")
     actual = body.get("resourceType")
@@ -53,7 +67,8 @@ def validate(body: Any, resource_type: str | None = None) -> dict[str, Any]:
         raise outcome.invalid_one("resourceType is missing", "resourceType", "required")
     if resource_type is not None and actual != resource_type:
         raise outcome.bad_request(
-            f"resourceType {actual!r} does not match the URL's type {resource_type!r}")
+            f"resourceType {actual!r} does not match the URL's type {resource_type!r}"
+        )
     if not is_served(actual):
         raise outcome.invalid_one(f"Resource type {actual!r} is not served", "resourceType")
     if "id" in body and (not isinstance(body["id"], str) or not ID_PATTERN.fullmatch(body["id"])):
@@ -62,8 +77,9 @@ def validate(body: Any, resource_type: str | None = None) -> dict[str, Any]:
         model = get_fhir_model_class(actual).model_validate(body)
     except ValidationError as exc:
         raise outcome.invalid([_issue(actual, error) for error in exc.errors()]) from None
-    issues = json_type_issues(body, orjson.loads(model.model_dump_json(by_alias=True,
-                                                                       exclude_none=True)), actual)
+    issues = json_type_issues(
+        body, orjson.loads(model.model_dump_json(by_alias=True, exclude_none=True)), actual
+    )
     issues += binding_issues(body)
     if issues:
         raise outcome.invalid(issues)
@@ -90,18 +106,29 @@ def json_type_issues(body: Any, parsed: Any, where: str) -> list[Issue]:
         issues: list[Issue] = []
         for key, value in body.items():
             if value is None:
-                issues.append(Issue("invalid", "A property may not be null in FHIR JSON",
-                                    expression=(f"{where}.{key}",)))
+                issues.append(
+                    Issue(
+                        "invalid",
+                        "A property may not be null in FHIR JSON",
+                        expression=(f"{where}.{key}",),
+                    )
+                )
             elif key in parsed:
                 issues += json_type_issues(value, parsed[key], f"{where}.{key}")
         return issues
     if isinstance(body, list) and isinstance(parsed, list):
-        return [issue for index, (value, model) in enumerate(zip(body, parsed, strict=False))
-                for issue in json_type_issues(value, model, f"{where}[{index}]")]
+        return [
+            issue
+            for index, (value, model) in enumerate(zip(body, parsed, strict=False))
+            for issue in json_type_issues(value, model, f"{where}[{index}]")
+        ]
     expected, given = _json_kind(parsed), _json_kind(body)
     if expected and given and expected != given:
-        return [Issue("invalid", f"A JSON {expected} is expected here, not a {given}",
-                      expression=(where,))]
+        return [
+            Issue(
+                "invalid", f"A JSON {expected} is expected here, not a {given}", expression=(where,)
+            )
+        ]
     return []
 
 
@@ -109,8 +136,11 @@ def json_type_issues(body: Any, parsed: Any, where: str) -> list[Issue]:
 def required_bindings() -> dict[str, frozenset[str]]:
     """Element path → allowed codes, for the required bindings of the served types."""
     data = json.loads((PROFILES / "required-bindings.json").read_text())
-    return {path: frozenset(entry["codes"]) for path, entry in data.items()
-            if entry["types"] in (["code"], ["Coding"], ["CodeableConcept"])}
+    return {
+        path: frozenset(entry["codes"])
+        for path, entry in data.items()
+        if entry["types"] in (["code"], ["Coding"], ["CodeableConcept"])
+    }
 
 
 def binding_issues(body: dict[str, Any]) -> list[Issue]:
@@ -123,8 +153,13 @@ def binding_issues(body: dict[str, Any]) -> list[Issue]:
         for where, value in _walk(body, rest.split("."), resource_type):
             for code in _codes(value):
                 if code not in codes:
-                    issues.append(Issue("code-invalid", f"{code!r} is not in the required "
-                                        f"value set for {path}", expression=(where,)))
+                    issues.append(
+                        Issue(
+                            "code-invalid",
+                            f"{code!r} is not in the required value set for {path}",
+                            expression=(where,),
+                        )
+                    )
     return issues
 
 

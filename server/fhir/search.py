@@ -144,8 +144,9 @@ class Parser:
 
     def _unknown(self, request: SearchRequest, name: str) -> None:
         if self.strict:
-            raise outcome.bad_request(f"Unknown search parameter {name!r} for "
-                                      f"{request.resource_type}", "not-supported")
+            raise outcome.bad_request(
+                f"Unknown search parameter {name!r} for {request.resource_type}", "not-supported"
+            )
         request.ignored.append(name)
 
     def _control(self, request: SearchRequest, name: str, value: str) -> bool:
@@ -156,7 +157,9 @@ class Parser:
             request.sort = [self._sort_key(request.resource_type, key) for key in value.split(",")]
         elif name == "_total":
             if value not in ("none", "estimate", "accurate"):
-                raise outcome.bad_request(f"_total must be none, estimate or accurate, not {value!r}")
+                raise outcome.bad_request(
+                    f"_total must be none, estimate or accurate, not {value!r}"
+                )
             request.total = value
         elif name == "_summary":
             if value not in ("true", "false", "count", "text", "data"):
@@ -166,7 +169,9 @@ class Parser:
             request.elements = [e.strip() for e in value.split(",") if e.strip()]
         elif name in ("_include", "_include:iterate", "_revinclude", "_revinclude:iterate"):
             include = self._include(value, iterate=name.endswith(":iterate"))
-            (request.includes if name.startswith("_include") else request.revincludes).append(include)
+            (request.includes if name.startswith("_include") else request.revincludes).append(
+                include
+            )
         elif name == "_cursor":
             request.cursor = value
         else:
@@ -184,7 +189,9 @@ class Parser:
     def _include(self, value: str, iterate: bool) -> Include:
         parts = value.split(":")
         if parts == ["*"] or len(parts) not in (2, 3):
-            raise outcome.bad_request(f"_include/_revinclude must be Type:param[:target], not {value!r}")
+            raise outcome.bad_request(
+                f"_include/_revinclude must be Type:param[:target], not {value!r}"
+            )
         param = self.registry.get(parts[0], parts[1])
         if param is None or param.type != "reference":
             raise outcome.bad_request(f"{parts[0]}:{parts[1]} is not a reference search parameter")
@@ -216,8 +223,10 @@ class Parser:
         if not usable:
             raise outcome.bad_request(f"Chained parameter {rest!r} is unknown on {targets}")
         if len(usable) > 1:
-            raise outcome.bad_request(f"Chain {param.code}.{rest} is ambiguous: name the type, "
-                                      f"as {param.code}:{usable[0][0]}.{rest}")
+            raise outcome.bad_request(
+                f"Chain {param.code}.{rest} is ambiguous: name the type, "
+                f"as {param.code}:{usable[0][0]}.{rest}"
+            )
         return Chain(param.code, usable[0][0], usable[0][1])
 
     def _has(self, resource_type: str, name: str, value: str) -> Condition:
@@ -242,14 +251,21 @@ class Parser:
             if raw not in ("true", "false"):
                 raise outcome.bad_request(f":missing takes true or false, not {raw!r}")
             return Match(param.code, param.type, "missing", (raw == "true",))
-        values = tuple(token_value(v) if param.type == "token" and modifier != "text"
-                       else self._value(param, modifier, unescape(v)) for v in split_values(raw))
+        values = tuple(
+            token_value(v)
+            if param.type == "token" and modifier != "text"
+            else self._value(param, modifier, unescape(v))
+            for v in split_values(raw)
+        )
         return Match(param.code, param.type, modifier, values)
 
     def _typed_reference(self, param: SearchParam, target: str, raw: str) -> Match:
-        values = tuple(ReferenceValue(target, unescape(v).rpartition("/")[2],
-                                      f"{target}/{unescape(v).rpartition('/')[2]}")
-                       for v in split_values(raw))
+        values = tuple(
+            ReferenceValue(
+                target, unescape(v).rpartition("/")[2], f"{target}/{unescape(v).rpartition('/')[2]}"
+            )
+            for v in split_values(raw)
+        )
         return Match(param.code, "reference", None, values)
 
     def _value(self, param: SearchParam, modifier: str | None, text: str) -> Any:
@@ -307,7 +323,7 @@ def quantity_value(code: str, text: str, with_unit: bool) -> RangeValue:
     prefix, body = _prefixed(text)
     value_text, system, unit = body, None, None
     if with_unit and "|" in body:
-        value_text, system, unit = (body.split("|") + ["", ""])[:3]
+        value_text, system, unit = [*body.split("|"), "", ""][:3]
     parsed = number(value_text)
     if parsed is None:
         raise outcome.bad_request(f"{code}: {text!r} is not a number")

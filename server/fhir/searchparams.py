@@ -33,7 +33,7 @@ class SearchParam:
     expression: str
     targets: tuple[str, ...]
     url: str
-    evaluate: Callable[[dict[str, Any]], list[Any]]
+    evaluate: Callable[..., list[Any]]
 
     def values(self, resource: dict[str, Any]) -> list[Any]:
         return self.evaluate(resource)
@@ -74,15 +74,18 @@ def registry() -> Registry:
         for resource_type in SERVED_TYPES:
             if not _applies(definition["base"], resource_type):
                 continue
-            expression = expression_for(definition["expression"], resource_type,
-                                        definition["base"])
+            expression = expression_for(definition["expression"], resource_type, definition["base"])
             if expression is None:
                 continue
             by_type[resource_type][definition["code"]] = SearchParam(
-                code=definition["code"], type=definition["type"], resource_type=resource_type,
-                expression=expression, targets=tuple(definition.get("target", ())),
+                code=definition["code"],
+                type=definition["type"],
+                resource_type=resource_type,
+                expression=expression,
+                targets=tuple(definition.get("target", ())),
                 url=definition["url"],
-                evaluate=compile_fhirpath(expression, model=FHIRPATH_MODEL))
+                evaluate=compile_fhirpath(expression, model=FHIRPATH_MODEL),
+            )
     return Registry(by_type)
 
 

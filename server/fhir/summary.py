@@ -11,8 +11,11 @@ from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
 
-SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
-             "code": "SUBSETTED", "display": "Resource encoded in summary mode"}
+SUBSETTED = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "code": "SUBSETTED",
+    "display": "Resource encoded in summary mode",
+}
 ALWAYS = ("resourceType", "id", "meta")
 
 
@@ -44,8 +47,11 @@ def apply(resource: dict[str, Any], summary: str | None, elements: list[str]) ->
     else:
         _, mandatory = _flags(resource["resourceType"])
         wanted = set(elements) | mandatory
-        kept = {k: v for k, v in resource.items()
-                if k in ALWAYS or k in wanted or k.lstrip("_") in wanted}
+        kept = {
+            k: v
+            for k, v in resource.items()
+            if k in ALWAYS or k in wanted or k.lstrip("_") in wanted
+        }
     return _tag_subsetted(kept)
 
 

@@ -19,7 +19,9 @@ DATE = re.compile(
 STAMP = "%Y-%m-%dT%H:%M:%S.%f"
 LOWEST = "0001-01-01T00:00:00.000000"
 HIGHEST = "9999-12-31T23:59:59.999999"
-REFERENCE = re.compile(r"^(?:(?P<base>https?://.+?)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+REFERENCE = re.compile(
+    r"^(?:(?P<base>https?://.+?)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$"
+)
 
 
 def normalize_string(text: str) -> str:

@@ -71,6 +71,14 @@ class Reader(ABC):
 
 class Transaction(Reader):
     @abstractmethod
+    async def guard(self, key: str) -> None:
+        """Make this transaction conflict (409) with any concurrent one guarding the same key.
+
+        A decision taken on a search ("create only if none matches") is safe only if no other
+        transaction can take the same decision at the same time; snapshot isolation alone
+        lets both pass. SQLite serializes writers already; MongoDB writes a guard document."""
+
+    @abstractmethod
     async def put(self, new: Version, index: IndexValues | None, previous: Version | None) -> None:
         """Persist `new` as the current version. Raises FhirError 409 if the current version is
         no longer `previous` (another writer got there first)."""
@@ -91,10 +99,18 @@ class Store(Reader):
         """An atomic unit of work: committed on normal exit, rolled back on an exception."""
 
     @abstractmethod
-    async def version(self, resource_type: str, resource_id: str, version: int) -> Version | None:
-        ...
+    async def version(
+        self, resource_type: str, resource_id: str, version: int
+    ) -> Version | None: ...
 
     @abstractmethod
-    async def history(self, resource_type: str | None, resource_id: str | None, *,
-                      since: str | None, count: int, cursor: str | None) -> Found:
+    async def history(
+        self,
+        resource_type: str | None,
+        resource_id: str | None,
+        *,
+        since: str | None,
+        count: int,
+        cursor: str | None,
+    ) -> Found:
         """Versions, newest first; of one resource, of one type, or of the whole server."""

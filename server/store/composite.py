@@ -26,14 +26,28 @@ class CompositePlan:
 
 def plan(resource_type: str, matches: list[Match]) -> CompositePlan | None:
     for reference_param, date_param in COMPOSITES.get(resource_type, ()):
-        reference = next((m for m in matches if m.param == reference_param and m.modifier is None
-                          and len(m.values) == 1 and m.values[0].type and m.values[0].id), None)
-        dates = [m.values[0] for m in matches if m.param == date_param and m.modifier is None
-                 and len(m.values) == 1]
+        reference = next(
+            (
+                m
+                for m in matches
+                if m.param == reference_param
+                and m.modifier is None
+                and len(m.values) == 1
+                and m.values[0].type
+                and m.values[0].id
+            ),
+            None,
+        )
+        dates = [
+            m.values[0]
+            for m in matches
+            if m.param == date_param and m.modifier is None and len(m.values) == 1
+        ]
         bounds = tuple(b for b in map(implied_bound, dates) if b is not None)
         if reference is not None and bounds:
-            return CompositePlan(f"{reference_param}+{date_param}", reference.values[0].literal,
-                                 bounds, reference)
+            return CompositePlan(
+                f"{reference_param}+{date_param}", reference.values[0].literal, bounds, reference
+            )
     return None
 
 

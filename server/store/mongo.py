@@ -47,13 +47,20 @@ Collection = AsyncCollection[Document]
 Session = AsyncClientSession | None
 
 RESOURCE_INDEXES: list[tuple[list[str], bool]] = [
-    (["type", "id"], True), (["type", "deleted", "_id"], False),
-    (["type", "ref.p", "ref.ri"], False), (["type", "tok.p", "tok.c"], False),
-    (["type", "date.p", "date.lo"], False), (["type", "str.p", "str.n"], False),
-    (["type", "uri.p", "uri.v"], False), (["ref.ri", "ref.rt"], False),
-    (["type", "cmp.n", "cmp.l", "cmp.hi"], False)]
+    (["type", "id"], True),
+    (["type", "deleted", "_id"], False),
+    (["type", "ref.p", "ref.ri"], False),
+    (["type", "tok.p", "tok.c"], False),
+    (["type", "date.p", "date.lo"], False),
+    (["type", "str.p", "str.n"], False),
+    (["type", "uri.p", "uri.v"], False),
+    (["ref.ri", "ref.rt"], False),
+    (["type", "cmp.n", "cmp.l", "cmp.hi"], False),
+]
 HISTORY_INDEXES: list[tuple[list[str], bool]] = [
-    (["type", "id", "version"], True), (["type", "_id"], False)]
+    (["type", "id", "version"], True),
+    (["type", "_id"], False),
+]
 PROJECTION = {"type": 1, "id": 1, "version": 1, "last_updated": 1, "body": 1}
 DEFAULT_DATABASE = "creneau"
 WRITE_CONFLICT = 112
@@ -69,8 +76,7 @@ def exactly(**fields: Any) -> Document:
 
 
 def _version(doc: Document, method: str = "PUT") -> Version:
-    return Version(doc["type"], doc["id"], doc["version"], doc["last_updated"], doc["body"],
-                   method)
+    return Version(doc["type"], doc["id"], doc["version"], doc["last_updated"], doc["body"], method)
 
 
 def encode_cursor(data: dict[str, Any]) -> str:
@@ -117,7 +123,8 @@ class _MongoReader(Reader):
 
     async def current(self, resource_type: str, resource_id: str) -> Version | None:
         doc = await self._db().resources.find_one(
-            exactly(type=resource_type, id=resource_id), PROJECTION, session=self._session)
+            exactly(type=resource_type, id=resource_id), PROJECTION, session=self._session
+        )
         return _version(doc) if doc else None
 
     async def current_many(self, keys: list[tuple[str, str]]) -> list[Version]:
@@ -127,8 +134,11 @@ class _MongoReader(Reader):
         for resource_type, resource_id in keys:
             ids.setdefault(resource_type, []).append(resource_id)
         wanted = [{"type": t, "id": {"$in": i}} for t, i in ids.items()]
-        docs = self._db().resources.find({"deleted": False, "$or": wanted}, PROJECTION,
-                                         session=self._session).sort("_id", ASCENDING)
+        docs = (
+            self._db()
+            .resources.find({"deleted": False, "$or": wanted}, PROJECTION, session=self._session)
+            .sort("_id", ASCENDING)
+        )
         return [_version(doc) async for doc in docs]
 
     async def find(self, query: Query) -> Found:
@@ -144,15 +154,25 @@ async def _find(resources: Collection, session: Session, query: Query) -> Found:
     return await _find_in_order(resources, session, query, match, cursor, total)
 
 
-async def _find_in_order(resources: Collection, session: Session, query: Query, match: Document,
-                         cursor: dict[str, Any], total: int | None) -> Found:
+async def _find_in_order(
+    resources: Collection,
+    session: Session,
+    query: Query,
+    match: Document,
+    cursor: dict[str, Any],
+    total: int | None,
+) -> Found:
     """Keyset paging on insertion order: pages never shift when resources are added."""
     backwards = "before" in cursor
     if "after" in cursor or backwards:
         position = cursor.get("after", cursor.get("before"))
         match = {**match, "_id": {"$lt" if backwards else "$gt": position}}
-    docs = await resources.find(match, PROJECTION, session=session).sort(
-        "_id", DESCENDING if backwards else ASCENDING).limit(query.count + 1).to_list()
+    docs = (
+        await resources.find(match, PROJECTION, session=session)
+        .sort("_id", DESCENDING if backwards else ASCENDING)
+        .limit(query.count + 1)
+        .to_list()
+    )
     more = len(docs) > query.count
     docs = docs[: query.count]
     if backwards:
@@ -165,28 +185,45 @@ async def _find_in_order(resources: Collection, session: Session, query: Query, 
     return found
 
 
-async def _find_sorted(resources: Collection, session: Session, query: Query, match: Document,
-                       cursor: dict[str, Any], total: int | None) -> Found:
+async def _find_sorted(
+    resources: Collection,
+    session: Session,
+    query: Query,
+    match: Document,
+    cursor: dict[str, Any],
+    total: int | None,
+) -> Found:
     """Offset paging over a snapshot: resources added after the first page are not counted.
     The snapshot is applied by leaving out the (few) newer matches rather than by an `_id` range
     in the pipeline, which nx-27017 cannot evaluate (it compares no ObjectId in `aggregate`)."""
     snapshot = cursor["snapshot"] if "snapshot" in cursor else await _last_id(resources, session)
     offset = cursor.get("offset", 0)
-    newer = {doc["_id"] async for doc in resources.find(
-        {**match, "_id": {"$gt": snapshot}}, {"_id": 1}, session=session)}
+    newer = {
+        doc["_id"]
+        async for doc in resources.find(
+            {**match, "_id": {"$gt": snapshot}}, {"_id": 1}, session=session
+        )
+    }
     stages = mongo_search.sort_stages(match, query.sort, offset + query.count + 1 + len(newer))
     ordered = [doc["_id"] async for doc in await resources.aggregate(stages, session=session)]
     ids = [i for i in ordered if i not in newer][offset:]
-    docs = await resources.find({"_id": {"$in": ids[: query.count]}}, PROJECTION,
-                                session=session).to_list() if query.count and ids else []
+    docs = (
+        await resources.find(
+            {"_id": {"$in": ids[: query.count]}}, PROJECTION, session=session
+        ).to_list()
+        if query.count and ids
+        else []
+    )
     by_id = {doc["_id"]: doc for doc in docs}
     found = Found([_version(by_id[i]) for i in ids[: query.count] if i in by_id], total)
     if len(ids) > query.count:
         found.next_cursor = encode_cursor(
-            {"snapshot": str(snapshot), "offset": offset + query.count})
+            {"snapshot": str(snapshot), "offset": offset + query.count}
+        )
     if offset > 0:
         found.previous_cursor = encode_cursor(
-            {"snapshot": str(snapshot), "offset": max(offset - query.count, 0)})
+            {"snapshot": str(snapshot), "offset": max(offset - query.count, 0)}
+        )
     return found
 
 
@@ -205,30 +242,53 @@ class MongoTransaction(_MongoReader, Transaction):
     def _db(self) -> AsyncDatabase[Document]:
         return self._database
 
+    async def guard(self, key: str) -> None:
+        """Write the guard document: two transactions writing the same document conflict, and
+        MongoDB aborts one of them (a write conflict, answered 409)."""
+        with _conflicts():
+            await self._database.guards.update_one(
+                exactly(_id=key), {"$inc": {"uses": 1}}, upsert=True, session=self._session
+            )
+
     async def put(self, new: Version, index: IndexValues | None, previous: Version | None) -> None:
-        fields = {"version": new.version, "last_updated": new.last_updated,
-                  "deleted": new.deleted, "body": new.body, **mongo_search.arrays(index)}
+        fields = {
+            "version": new.version,
+            "last_updated": new.last_updated,
+            "deleted": new.deleted,
+            "body": new.body,
+            **mongo_search.arrays(index),
+        }
         with _conflicts():
             if previous is None:
                 await self._insert(new, fields)
             else:
                 await self._update(new, fields, previous)
             await self._database.history.insert_one(
-                {"type": new.type, "id": new.id, "version": new.version,
-                 "last_updated": new.last_updated, "method": new.method, "body": new.body},
-                session=self._session)
+                {
+                    "type": new.type,
+                    "id": new.id,
+                    "version": new.version,
+                    "last_updated": new.last_updated,
+                    "method": new.method,
+                    "body": new.body,
+                },
+                session=self._session,
+            )
 
     async def _insert(self, new: Version, fields: Document) -> None:
         try:
-            await self._database.resources.insert_one({"type": new.type, "id": new.id, **fields},
-                                                      session=self._session)
+            await self._database.resources.insert_one(
+                {"type": new.type, "id": new.id, **fields}, session=self._session
+            )
         except DuplicateKeyError:
             raise outcome.conflict(f"{new.type}/{new.id} was created concurrently") from None
 
     async def _update(self, new: Version, fields: Document, previous: Version) -> None:
         result = await self._database.resources.update_one(
-            exactly(type=new.type, id=new.id, version=previous.version), {"$set": fields},
-            session=self._session)
+            exactly(type=new.type, id=new.id, version=previous.version),
+            {"$set": fields},
+            session=self._session,
+        )
         if result.matched_count == 0:
             raise outcome.conflict(f"{new.type}/{new.id} was changed concurrently")
 
@@ -238,8 +298,10 @@ async def _create_indexes(database: AsyncDatabase[Document]) -> None:
     evaluate a compound index over `_id` (every later insert fails), so there it goes without."""
     info = await database.client.admin.command("buildInfo")
     test_server = info.get("process") == "nx_27017"
-    for collection, indexes in ((database.resources, RESOURCE_INDEXES),
-                                (database.history, HISTORY_INDEXES)):
+    for collection, indexes in (
+        (database.resources, RESOURCE_INDEXES),
+        (database.history, HISTORY_INDEXES),
+    ):
         for fields, unique in indexes:
             if not (test_server and "_id" in fields):
                 await collection.create_index([(f, ASCENDING) for f in fields], unique=unique)
@@ -255,8 +317,11 @@ class MongoStore(_MongoReader, Store):
 
     async def open(self) -> None:
         client: AsyncMongoClient[Document] = AsyncMongoClient(self.uri, tz_aware=False)
-        database = (client[self.database_name] if self.database_name
-                    else client.get_default_database(DEFAULT_DATABASE))
+        database = (
+            client[self.database_name]
+            if self.database_name
+            else client.get_default_database(DEFAULT_DATABASE)
+        )
         await _create_indexes(database)
         self._client, self._database = client, database
 
@@ -280,11 +345,19 @@ class MongoStore(_MongoReader, Store):
 
     async def version(self, resource_type: str, resource_id: str, version: int) -> Version | None:
         doc = await self._db().history.find_one(
-            exactly(type=resource_type, id=resource_id, version=version))
+            exactly(type=resource_type, id=resource_id, version=version)
+        )
         return _version(doc, doc["method"]) if doc else None
 
-    async def history(self, resource_type: str | None, resource_id: str | None, *,
-                      since: str | None, count: int, cursor: str | None) -> Found:
+    async def history(
+        self,
+        resource_type: str | None,
+        resource_id: str | None,
+        *,
+        since: str | None,
+        count: int,
+        cursor: str | None,
+    ) -> Found:
         match: Document = {}
         for field, value in (("type", resource_type), ("id", resource_id)):
             if value is not None:
@@ -294,8 +367,9 @@ class MongoStore(_MongoReader, Store):
         position = decode_cursor(cursor) if cursor else {}
         if "before" in position:
             match["_id"] = {"$lt": position["before"]}
-        docs = await self._db().history.find(match).sort("_id", DESCENDING).limit(
-            count + 1).to_list()
+        docs = (
+            await self._db().history.find(match).sort("_id", DESCENDING).limit(count + 1).to_list()
+        )
         found = Found([_version(doc, doc["method"]) for doc in docs[:count]])
         if len(docs) > count:
             found.next_cursor = encode_cursor({"before": str(docs[count - 1]["_id"])})

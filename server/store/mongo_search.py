@@ -23,16 +23,37 @@ from server.store import composite
 
 Filter = dict[str, Any]
 
-ARRAYS = {"token": "tok", "string": "str", "date": "date", "reference": "ref", "number": "num",
-          "quantity": "qty", "uri": "uri", "composite": "cmp"}
-FIELDS = {"token": ("p", "s", "c", "t"), "string": ("p", "n", "e"), "date": ("p", "lo", "hi"),
-          "reference": ("p", "rt", "ri", "l"), "number": ("p", "v"),
-          "quantity": ("p", "v", "s", "c"), "uri": ("p", "v"),
-          "composite": ("n", "l", "lo", "hi")}
+ARRAYS = {
+    "token": "tok",
+    "string": "str",
+    "date": "date",
+    "reference": "ref",
+    "number": "num",
+    "quantity": "qty",
+    "uri": "uri",
+    "composite": "cmp",
+}
+FIELDS = {
+    "token": ("p", "s", "c", "t"),
+    "string": ("p", "n", "e"),
+    "date": ("p", "lo", "hi"),
+    "reference": ("p", "rt", "ri", "l"),
+    "number": ("p", "v"),
+    "quantity": ("p", "v", "s", "c"),
+    "uri": ("p", "v"),
+    "composite": ("n", "l", "lo", "hi"),
+}
 COMPARISONS = {"<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}
 # The element field a kind sorts by (as `sqlite_search.order_by`); dates descending use `hi`.
-SORT_FIELDS = {"date": "lo", "token": "c", "string": "n", "reference": "l", "uri": "v",
-               "number": "v", "quantity": "v"}
+SORT_FIELDS = {
+    "date": "lo",
+    "token": "c",
+    "string": "n",
+    "reference": "l",
+    "uri": "v",
+    "number": "v",
+    "quantity": "v",
+}
 PREFIX_END = "\U0010ffff"
 NOTHING: Filter = {"_id": {"$in": []}}
 
@@ -40,8 +61,10 @@ NOTHING: Filter = {"_id": {"$in": []}}
 def arrays(index: IndexValues | None) -> dict[str, list[Filter]]:
     """The index arrays of a resource document (all empty for a deletion)."""
     index = index or IndexValues()
-    return {array: [dict(zip(FIELDS[kind], row, strict=True)) for row in getattr(index, kind)]
-            for kind, array in ARRAYS.items()}
+    return {
+        array: [dict(zip(FIELDS[kind], row, strict=True)) for row in getattr(index, kind)]
+        for kind, array in ARRAYS.items()
+    }
 
 
 def where(resource_type: str, matches: list[Match]) -> Filter:
@@ -72,8 +95,11 @@ def _condition(match: Match) -> Filter:
     if match.modifier == "missing":
         present = {array: {"$elemMatch": {"p": match.param}}}
         return {"$nor": [present]} if match.values[0] else present
-    branches = [{array: {"$elemMatch": {"p": match.param, **element}}}
-                for value in match.values for element in _alternatives(match, value)]
+    branches = [
+        {array: {"$elemMatch": {"p": match.param, **element}}}
+        for value in match.values
+        for element in _alternatives(match, value)
+    ]
     if match.modifier == "not":
         return {"$nor": branches} if branches else {}
     if not branches:
@@ -157,8 +183,14 @@ def range_filters(value: RangeValue, low: str, high: str) -> list[Filter]:
         return [_both((low, "$gte", lo), (high, "$lte", hi))]
     if prefix == "ne":
         return [{low: {"$lt": lo}}, {high: {"$gt": hi}}]
-    single = {"gt": (high, "$gt", hi), "lt": (low, "$lt", lo), "ge": (high, "$gte", lo),
-              "le": (low, "$lte", hi), "sa": (low, "$gt", hi), "eb": (high, "$lt", lo)}
+    single = {
+        "gt": (high, "$gt", hi),
+        "lt": (low, "$lt", lo),
+        "ge": (high, "$gte", lo),
+        "le": (low, "$lte", hi),
+        "sa": (low, "$gt", hi),
+        "eb": (high, "$lt", lo),
+    }
     if prefix in single:
         return [_both(single[prefix])]
     return [_both((high, "$gte", lo), (low, "$lte", hi))]  # ap: overlaps
@@ -178,7 +210,8 @@ def sort_stages(match: Filter, sort: list[SortKey], limit: int) -> list[Filter]:
     own copy `s<i>` of its array, then groups back with `$min`/`$max` of a `$cond`."""
     stages: list[Filter] = [
         {"$match": match},
-        {"$project": {f"s{i}": f"${ARRAYS[key.kind]}" for i, key in enumerate(sort)}}]
+        {"$project": {f"s{i}": f"${ARRAYS[key.kind]}" for i, key in enumerate(sort)}},
+    ]
     for i, key in enumerate(sort):
         stages += _key_stages(i, key, len(sort))
     order = {f"k{i}": -1 if key.descending else 1 for i, key in enumerate(sort)}
@@ -191,5 +224,4 @@ def _key_stages(i: int, key: SortKey, keys: int) -> list[Filter]:
     carried = {f"k{j}": {"$first": f"$k{j}"} for j in range(i)}
     carried |= {f"s{j}": {"$first": f"$s{j}"} for j in range(i + 1, keys)}
     group = {"_id": "$_id", f"k{i}": {"$max" if key.descending else "$min": value}, **carried}
-    return [{"$unwind": {"path": f"$s{i}", "preserveNullAndEmptyArrays": True}},
-            {"$group": group}]
+    return [{"$unwind": {"path": f"$s{i}", "preserveNullAndEmptyArrays": True}}, {"$group": group}]

@@ -37,28 +37,40 @@ async def search(reader: Reader, request: SearchRequest, own_base: str = "") -> 
     matches = await resolve(reader, request.resource_type, request.conditions, own_base)
     if matches is None:
         return SearchResult(Found([], 0 if request.total != "none" else None))
-    with_total = (request.total in ("accurate", "estimate") or request.summary == "count"
-                  or request.count == 0)  # `_count=0` asks for the total alone
+    with_total = (
+        request.total in ("accurate", "estimate")
+        or request.summary == "count"
+        or request.count == 0
+    )  # `_count=0` asks for the total alone
     count = 0 if request.summary == "count" else request.count
-    page = await reader.find(Query(request.resource_type, matches, request.sort, count,
-                                   request.cursor, with_total))
-    if page.total is None and request.total == "auto" and not page.next_cursor \
-            and not request.cursor:
+    page = await reader.find(
+        Query(request.resource_type, matches, request.sort, count, request.cursor, with_total)
+    )
+    if (
+        page.total is None
+        and request.total == "auto"
+        and not page.next_cursor
+        and not request.cursor
+    ):
         page.total = len(page.versions)
     included = await include(reader, page.versions, request, own_base)
     return SearchResult(page, included)
 
 
-async def resolve(reader: Reader, resource_type: str, conditions: list[Condition],
-                  own_base: str) -> list[Match] | None:
+async def resolve(
+    reader: Reader, resource_type: str, conditions: list[Condition], own_base: str
+) -> list[Match] | None:
     """Plain Matches equivalent to the conditions; None when they cannot match anything."""
     matches: list[Match] = []
     for condition in conditions:
         if isinstance(condition, Match):
             matches.append(condition)
             continue
-        match = await (_chain(reader, condition, own_base) if isinstance(condition, Chain)
-                       else _has(reader, resource_type, condition, own_base))
+        match = await (
+            _chain(reader, condition, own_base)
+            if isinstance(condition, Chain)
+            else _has(reader, resource_type, condition, own_base)
+        )
         if match is None:
             return None
         matches.append(match)
@@ -78,7 +90,8 @@ async def _has(reader: Reader, resource_type: str, has: Has, own_base: str) -> M
     param = registry().get(has.source_type, has.reference_param)
     ids = {
         target_id
-        for source in sources if source.body is not None and param is not None
+        for source in sources
+        if source.body is not None and param is not None
         for value in param.values(source.body)
         for target_type, target_id, _ in references(value, own_base)
         if target_type == resource_type and target_id
@@ -88,21 +101,30 @@ async def _has(reader: Reader, resource_type: str, has: Has, own_base: str) -> M
     return Match("_id", "token", None, tuple(TokenValue(ANY_SYSTEM, i) for i in sorted(ids)))
 
 
-async def _all(reader: Reader, resource_type: str, conditions: list[Condition],
-               own_base: str) -> list[Version]:
+async def _all(
+    reader: Reader, resource_type: str, conditions: list[Condition], own_base: str
+) -> list[Version]:
     matches = await resolve(reader, resource_type, conditions, own_base)
     if matches is None:
         return []
     found = await reader.find(Query(resource_type, matches, count=CHAIN_LIMIT + 1))
     if len(found.versions) > CHAIN_LIMIT:
-        raise outcome.FhirError(400, [outcome.Issue(
-            "too-costly", f"A chained or _has condition on {resource_type} matches more than "
-                          f"{CHAIN_LIMIT} resources; narrow it")])
+        raise outcome.FhirError(
+            400,
+            [
+                outcome.Issue(
+                    "too-costly",
+                    f"A chained or _has condition on {resource_type} matches more than "
+                    f"{CHAIN_LIMIT} resources; narrow it",
+                )
+            ],
+        )
     return found.versions
 
 
-async def include(reader: Reader, matched: list[Version], request: SearchRequest,
-                  own_base: str) -> list[Version]:
+async def include(
+    reader: Reader, matched: list[Version], request: SearchRequest, own_base: str
+) -> list[Version]:
     """Resources named by _include and _revinclude, each once, none already matched."""
     seen = {(v.type, v.id) for v in matched}
     included: list[Version] = []
@@ -120,8 +142,9 @@ async def include(reader: Reader, matched: list[Version], request: SearchRequest
     return included[:INCLUDE_LIMIT]
 
 
-async def _targets(reader: Reader, sources: list[Version], rules: list[Include],
-                   own_base: str) -> list[Version]:
+async def _targets(
+    reader: Reader, sources: list[Version], rules: list[Include], own_base: str
+) -> list[Version]:
     keys: dict[tuple[str, str], None] = {}
     for rule in rules:
         param = registry().get(rule.source_type, rule.param)
@@ -138,10 +161,16 @@ async def _targets(reader: Reader, sources: list[Version], rules: list[Include],
 async def _referrers(reader: Reader, targets: list[Version], rules: list[Include]) -> list[Version]:
     found: list[Version] = []
     for rule in rules:
-        values = tuple(ReferenceValue(t.type, t.id, f"{t.type}/{t.id}") for t in targets
-                       if rule.target_type in (None, t.type))
+        values = tuple(
+            ReferenceValue(t.type, t.id, f"{t.type}/{t.id}")
+            for t in targets
+            if rule.target_type in (None, t.type)
+        )
         if values:
-            query = Query(rule.source_type, [Match(rule.param, "reference", None, values)],
-                          count=INCLUDE_LIMIT)
+            query = Query(
+                rule.source_type,
+                [Match(rule.param, "reference", None, values)],
+                count=INCLUDE_LIMIT,
+            )
             found += (await reader.find(query)).versions
     return found

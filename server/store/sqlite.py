@@ -13,6 +13,7 @@ import base64
 import random
 import sqlite3
 import time
+from abc import abstractmethod
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -74,11 +75,16 @@ CREATE INDEX IF NOT EXISTS idx_composite_drive
     ON idx_composite (rtype, name, literal, high, low, rid);
 CREATE INDEX IF NOT EXISTS idx_composite_rid ON idx_composite (rid);
 """
-INDEX_COLUMNS = {"token": "param, system, code, text", "string": "param, norm, exact",
-                 "date": "param, low, high", "reference": "param, target_type, target_id, literal",
-                 "number": "param, value", "quantity": "param, value, system, code",
-                 "uri": "param, value",
-                 "composite": "name, literal, low, high"}
+INDEX_COLUMNS = {
+    "token": "param, system, code, text",
+    "string": "param, norm, exact",
+    "date": "param, low, high",
+    "reference": "param, target_type, target_id, literal",
+    "number": "param, value",
+    "quantity": "param, value, system, code",
+    "uri": "param, value",
+    "composite": "name, literal, low, high",
+}
 RESOURCE_COLUMNS = "r.type, r.id, r.version, r.last_updated, r.body"
 POOL_SIZE = 8
 BUSY_WAIT = 0.0005  # first wait when another process holds the write lock; doubles up to 4 ms
@@ -125,7 +131,9 @@ async def _when_free(attempt: Callable[[], Any]) -> None:
             if "locked" not in str(error) and "busy" not in str(error):
                 raise
             if time.monotonic() > deadline:
-                raise outcome.FhirError(503, [outcome.Issue("transient", "The store is busy")]) from None
+                raise outcome.FhirError(
+                    503, [outcome.Issue("transient", "The store is busy")]
+                ) from None
         await asyncio.sleep(wait * (0.5 + random.random()))
         wait = min(wait * 2, 0.004)
 
@@ -133,13 +141,17 @@ async def _when_free(attempt: Callable[[], Any]) -> None:
 class _SqliteReader(Reader):
     """Reads over one connection at a time; `_run` says how a call reaches a connection."""
 
+    @abstractmethod
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError
+        """Run `fn` on a connection in a worker thread."""
 
     async def current(self, resource_type: str, resource_id: str) -> Version | None:
-        def read(db: sqlite3.Connection) -> tuple[Any, ...] | None:
-            return db.execute(f"SELECT {RESOURCE_COLUMNS} FROM resources r "
-                              "WHERE r.type = ? AND r.id = ?", (resource_type, resource_id)).fetchone()
+        def read(db: sqlite3.Connection) -> Any:
+            return db.execute(
+                f"SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.type = ? AND r.id = ?",
+                (resource_type, resource_id),
+            ).fetchone()
+
         row = await self._run(read)
         return _version(row) if row else None
 
@@ -148,9 +160,13 @@ class _SqliteReader(Reader):
             return []
         marks = ", ".join("(?, ?)" for _ in keys)
         args = [part for key in keys for part in key]
-        rows = await self._run(lambda db: db.execute(
-            f"SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.deleted = 0 "
-            f"AND (r.type, r.id) IN (VALUES {marks})", args).fetchall())
+        rows = await self._run(
+            lambda db: db.execute(
+                f"SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.deleted = 0 "
+                f"AND (r.type, r.id) IN (VALUES {marks})",
+                args,
+            ).fetchall()
+        )
         return [_version(row) for row in rows]
 
     async def find(self, query: Query) -> Found:
@@ -168,16 +184,25 @@ def _find(db: sqlite3.Connection, query: Query) -> Found:
     return _find_in_order(db, query, where, args, cursor, total)
 
 
-def _find_in_order(db: sqlite3.Connection, query: Query, where: str, args: list[Any],
-                   cursor: dict[str, int], total: int | None) -> Found:
+def _find_in_order(
+    db: sqlite3.Connection,
+    query: Query,
+    where: str,
+    args: list[Any],
+    cursor: dict[str, int],
+    total: int | None,
+) -> Found:
     """Keyset paging on insertion order: pages never shift when resources are added."""
     backwards = "before" in cursor
     if "after" in cursor or backwards:
         where += " AND r.seq > ?" if not backwards else " AND r.seq < ?"
         args = [*args, cursor.get("after", cursor.get("before"))]
     order = "DESC" if backwards else "ASC"
-    rows = db.execute(f"SELECT {RESOURCE_COLUMNS}, r.seq FROM resources r WHERE {where} "
-                      f"ORDER BY r.seq {order} LIMIT ?", [*args, query.count + 1]).fetchall()
+    rows = db.execute(
+        f"SELECT {RESOURCE_COLUMNS}, r.seq FROM resources r WHERE {where} "
+        f"ORDER BY r.seq {order} LIMIT ?",
+        [*args, query.count + 1],
+    ).fetchall()
     more = len(rows) > query.count
     rows = rows[: query.count]
     if backwards:
@@ -185,27 +210,38 @@ def _find_in_order(db: sqlite3.Connection, query: Query, where: str, args: list[
     found = Found([_version(row) for row in rows], total)
     if rows and (more or backwards):
         found.next_cursor = encode_cursor({"after": rows[-1][5]})
-    if rows and (cursor and not backwards or backwards and more):
+    if rows and ((cursor and not backwards) or (backwards and more)):
         found.previous_cursor = encode_cursor({"before": rows[0][5]})
     return found
 
 
-def _find_sorted(db: sqlite3.Connection, query: Query, where: str, args: list[Any],
-                 cursor: dict[str, int], total: int | None) -> Found:
+def _find_sorted(
+    db: sqlite3.Connection,
+    query: Query,
+    where: str,
+    args: list[Any],
+    cursor: dict[str, int],
+    total: int | None,
+) -> Found:
     """Offset paging over a snapshot: resources added after the first page are not counted."""
-    snapshot = cursor.get("snapshot") or db.execute(
-        "SELECT coalesce(max(seq), 0) FROM resources").fetchone()[0]
+    snapshot = (
+        cursor.get("snapshot")
+        or db.execute("SELECT coalesce(max(seq), 0) FROM resources").fetchone()[0]
+    )
     offset = cursor.get("offset", 0)
     order, order_args = sqlite_search.order_by(query.sort)
-    rows = db.execute(f"SELECT {RESOURCE_COLUMNS} FROM resources r WHERE {where} AND r.seq <= ? "
-                      f"ORDER BY {order} LIMIT ? OFFSET ?",
-                      [*args, snapshot, *order_args, query.count + 1, offset]).fetchall()
+    rows = db.execute(
+        f"SELECT {RESOURCE_COLUMNS} FROM resources r WHERE {where} AND r.seq <= ? "
+        f"ORDER BY {order} LIMIT ? OFFSET ?",
+        [*args, snapshot, *order_args, query.count + 1, offset],
+    ).fetchall()
     found = Found([_version(row) for row in rows[: query.count]], total)
     if len(rows) > query.count:
         found.next_cursor = encode_cursor({"snapshot": snapshot, "offset": offset + query.count})
     if offset > 0:
         found.previous_cursor = encode_cursor(
-            {"snapshot": snapshot, "offset": max(offset - query.count, 0)})
+            {"snapshot": snapshot, "offset": max(offset - query.count, 0)}
+        )
     return found
 
 
@@ -240,12 +276,16 @@ class SqliteTransaction(_SqliteReader, Transaction):
             self._begun = False
             self._writers.release()
 
+    async def guard(self, key: str) -> None:
+        """Nothing to add: the write lock taken by the first statement serializes writers."""
+
     async def put(self, new: Version, index: IndexValues | None, previous: Version | None) -> None:
         await self._run(lambda db: _put(db, new, index, previous))
 
 
-def _begin_then(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T],
-                result: list[T]) -> None:
+def _begin_then(
+    db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], result: list[T]
+) -> None:
     """BEGIN IMMEDIATE and the transaction's first statement, in one trip to a thread."""
     db.execute("BEGIN IMMEDIATE")
     try:
@@ -255,42 +295,52 @@ def _begin_then(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T],
         raise
 
 
-def _put(db: sqlite3.Connection, new: Version, index: IndexValues | None,
-         previous: Version | None) -> None:
+def _put(
+    db: sqlite3.Connection, new: Version, index: IndexValues | None, previous: Version | None
+) -> None:
     body = orjson.dumps(new.body) if new.body is not None else None
     deleted = int(new.deleted)
     if previous is None:
         try:
-            rid = db.execute("INSERT INTO resources (type, id, version, last_updated, deleted, body)"
-                             " VALUES (?, ?, ?, ?, ?, ?)", (new.type, new.id, new.version,
-                             new.last_updated, deleted, body)).lastrowid
+            rid = db.execute(
+                "INSERT INTO resources (type, id, version, last_updated, deleted, body)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (new.type, new.id, new.version, new.last_updated, deleted, body),
+            ).lastrowid
         except sqlite3.IntegrityError:
             raise outcome.conflict(f"{new.type}/{new.id} was created concurrently") from None
     else:
-        row = db.execute("UPDATE resources SET version = ?, last_updated = ?, deleted = ?, body = ? "
-                         "WHERE type = ? AND id = ? AND version = ? RETURNING seq",
-                         (new.version, new.last_updated, deleted, body, new.type, new.id,
-                          previous.version)).fetchone()
+        row = db.execute(
+            "UPDATE resources SET version = ?, last_updated = ?, deleted = ?, body = ? "
+            "WHERE type = ? AND id = ? AND version = ? RETURNING seq",
+            (new.version, new.last_updated, deleted, body, new.type, new.id, previous.version),
+        ).fetchone()
         if row is None:
             raise outcome.conflict(f"{new.type}/{new.id} was changed concurrently")
         rid = row[0]
         for table in sqlite_search.TABLES.values():
             db.execute(f"DELETE FROM {table} WHERE rid = ?", (rid,))
-    db.execute("INSERT INTO history (type, id, version, last_updated, method, body) "
-               "VALUES (?, ?, ?, ?, ?, ?)", (new.type, new.id, new.version, new.last_updated,
-                                            new.method, body))
+    db.execute(
+        "INSERT INTO history (type, id, version, last_updated, method, body) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (new.type, new.id, new.version, new.last_updated, new.method, body),
+    )
     if index is not None:
         _insert_index(db, rid, new.type, index)
 
 
-def _insert_index(db: sqlite3.Connection, rid: int | None, resource_type: str,
-                  index: IndexValues) -> None:
+def _insert_index(
+    db: sqlite3.Connection, rid: int | None, resource_type: str, index: IndexValues
+) -> None:
     for kind, columns in INDEX_COLUMNS.items():
         rows = getattr(index, kind)
         if rows:
             marks = ", ".join("?" for _ in range(len(rows[0]) + 1))
-            db.executemany(f"INSERT INTO {sqlite_search.TABLES[kind]} (rid, rtype, {columns}) "
-                           f"VALUES (?, {marks})", [(rid, resource_type, *row) for row in rows])
+            db.executemany(
+                f"INSERT INTO {sqlite_search.TABLES[kind]} (rid, rtype, {columns}) "
+                f"VALUES (?, {marks})",
+                [(rid, resource_type, *row) for row in rows],
+            )
 
 
 class SqliteStore(_SqliteReader, Store):
@@ -340,14 +390,24 @@ class SqliteStore(_SqliteReader, Store):
             await transaction.finish(commit=True)
 
     async def version(self, resource_type: str, resource_id: str, version: int) -> Version | None:
-        row = await self._run(lambda db: db.execute(
-            "SELECT type, id, version, last_updated, body, method FROM history "
-            "WHERE type = ? AND id = ? AND version = ?", (resource_type, resource_id, version)
-        ).fetchone())
+        row = await self._run(
+            lambda db: db.execute(
+                "SELECT type, id, version, last_updated, body, method FROM history "
+                "WHERE type = ? AND id = ? AND version = ?",
+                (resource_type, resource_id, version),
+            ).fetchone()
+        )
         return _version(row, row[5]) if row else None
 
-    async def history(self, resource_type: str | None, resource_id: str | None, *,
-                      since: str | None, count: int, cursor: str | None) -> Found:
+    async def history(
+        self,
+        resource_type: str | None,
+        resource_id: str | None,
+        *,
+        since: str | None,
+        count: int,
+        cursor: str | None,
+    ) -> Found:
         clauses, args = ["1 = 1"], []
         for column, value in (("type", resource_type), ("id", resource_id)):
             if value is not None:
@@ -360,8 +420,10 @@ class SqliteStore(_SqliteReader, Store):
         if "before" in position:
             clauses.append("hseq < ?")
             args.append(position["before"])
-        sql = (f"SELECT type, id, version, last_updated, body, method, hseq FROM history "
-               f"WHERE {' AND '.join(clauses)} ORDER BY hseq DESC LIMIT ?")
+        sql = (
+            f"SELECT type, id, version, last_updated, body, method, hseq FROM history "
+            f"WHERE {' AND '.join(clauses)} ORDER BY hseq DESC LIMIT ?"
+        )
         rows = await self._run(lambda db: db.execute(sql, [*args, count + 1]).fetchall())
         found = Found([_version(row, row[5]) for row in rows[:count]])
         if len(rows) > count:

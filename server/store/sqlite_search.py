@@ -12,12 +12,26 @@ from typing import Any
 from server.fhir.search import ANY_SYSTEM, Match, RangeValue, ReferenceValue, SortKey, TokenValue
 from server.store import composite
 
-TABLES = {"token": "idx_token", "string": "idx_string", "date": "idx_date",
-          "reference": "idx_reference", "number": "idx_number", "quantity": "idx_quantity",
-          "uri": "idx_uri", "composite": "idx_composite"}
+TABLES = {
+    "token": "idx_token",
+    "string": "idx_string",
+    "date": "idx_date",
+    "reference": "idx_reference",
+    "number": "idx_number",
+    "quantity": "idx_quantity",
+    "uri": "idx_uri",
+    "composite": "idx_composite",
+}
 # The order in which a Match is preferred to drive a query: the most selective kinds first.
-DRIVER_RANK = {"reference": 0, "token": 1, "uri": 2, "string": 3, "quantity": 4, "number": 4,
-               "date": 5}
+DRIVER_RANK = {
+    "reference": 0,
+    "token": 1,
+    "uri": 2,
+    "string": 3,
+    "quantity": 4,
+    "number": 4,
+    "date": 5,
+}
 PREFIX_END = "\U0010ffff"
 
 SQL = tuple[str, list[Any]]
@@ -45,8 +59,10 @@ def _composite(resource_type: str, matches: list[Match]) -> tuple[SQL, Match] | 
     found = composite.plan(resource_type, matches)
     if found is None:
         return None
-    sql = ("r.seq IN (SELECT rid FROM idx_composite i WHERE i.rtype = ? AND i.name = ? "
-           "AND i.literal = ?")
+    sql = (
+        "r.seq IN (SELECT rid FROM idx_composite i WHERE i.rtype = ? AND i.name = ? "
+        "AND i.literal = ?"
+    )
     args: list[Any] = [resource_type, found.name, found.literal]
     for column, comparison, value in found.bounds:
         sql += f" AND i.{column} {comparison} ?"
@@ -55,8 +71,12 @@ def _composite(resource_type: str, matches: list[Match]) -> tuple[SQL, Match] | 
 
 
 def _driver(matches: list[Match]) -> Match | None:
-    candidates = [m for m in matches if m.modifier not in ("not", "missing", "contains")
-                  and not any(isinstance(v, RangeValue) and v.prefix == "ne" for v in m.values)]
+    candidates = [
+        m
+        for m in matches
+        if m.modifier not in ("not", "missing", "contains")
+        and not any(isinstance(v, RangeValue) and v.prefix == "ne" for v in m.values)
+    ]
     return min(candidates, key=lambda m: DRIVER_RANK[m.kind], default=None)
 
 
@@ -160,13 +180,22 @@ def order_by(sort: list[SortKey]) -> SQL:
     """ORDER BY terms (without the keyword): each sort key, then insertion order."""
     terms, args = [], []
     for key in sort:
-        column = {"date": "low", "token": "code", "string": "norm", "reference": "literal",
-                  "uri": "value", "number": "value", "quantity": "value"}[key.kind]
+        column = {
+            "date": "low",
+            "token": "code",
+            "string": "norm",
+            "reference": "literal",
+            "uri": "value",
+            "number": "value",
+            "quantity": "value",
+        }[key.kind]
         if key.kind == "date" and key.descending:
             column = "high"
         aggregate = "MAX" if key.descending else "MIN"
-        terms.append(f"(SELECT {aggregate}(i.{column}) FROM {TABLES[key.kind]} i "
-                     f"WHERE i.rid = r.seq AND i.param = ?) {'DESC' if key.descending else 'ASC'}")
+        terms.append(
+            f"(SELECT {aggregate}(i.{column}) FROM {TABLES[key.kind]} i "
+            f"WHERE i.rid = r.seq AND i.param = ?) {'DESC' if key.descending else 'ASC'}"
+        )
         args.append(key.param)
     terms.append("r.seq ASC")
     return ", ".join(terms), args

@@ -17,16 +17,19 @@ from server.store.base import Transaction, Version
 
 # References that must point at an existing resource of this server, of the type given, for the
 # resource to be valid.
-MUST_RESOLVE: dict[str, dict[str, str]] = {"Slot": {"schedule": "Schedule"},
-                                           "Appointment": {"slot": "Slot"}}
+MUST_RESOLVE: dict[str, dict[str, str]] = {
+    "Slot": {"schedule": "Schedule"},
+    "Appointment": {"slot": "Slot"},
+}
 
 
 def new_id() -> str:
     return str(uuid.uuid4())
 
 
-async def create(tx: Transaction, resource: dict[str, Any], *, own_base: str,
-                 resource_id: str | None = None) -> Version:
+async def create(
+    tx: Transaction, resource: dict[str, Any], *, own_base: str, resource_id: str | None = None
+) -> Version:
     """Store a new resource under a server id (or `resource_id` for update-as-create)."""
     resource_id = resource_id or new_id()
     previous = await tx.current(resource["resourceType"], resource_id)
@@ -35,26 +38,35 @@ async def create(tx: Transaction, resource: dict[str, Any], *, own_base: str,
     return await _write(tx, resource, resource_id, previous, own_base, method="POST")
 
 
-async def update(tx: Transaction, resource: dict[str, Any], resource_id: str, *, own_base: str,
-                 if_match: int | None = None) -> tuple[Version, bool]:
+async def update(
+    tx: Transaction,
+    resource: dict[str, Any],
+    resource_id: str,
+    *,
+    own_base: str,
+    if_match: int | None = None,
+) -> tuple[Version, bool]:
     """Store a new version; creates the resource if it does not exist. True if it was created."""
     previous = await tx.current(resource["resourceType"], resource_id)
     check_if_match(previous, if_match)
     created = previous is None or previous.deleted
-    version = await _write(tx, resource, resource_id, previous, own_base,
-                           method="POST" if created else "PUT")
+    version = await _write(
+        tx, resource, resource_id, previous, own_base, method="POST" if created else "PUT"
+    )
     return version, created
 
 
-async def delete(tx: Transaction, resource_type: str, resource_id: str, *,
-                 if_match: int | None = None) -> Version | None:
+async def delete(
+    tx: Transaction, resource_type: str, resource_id: str, *, if_match: int | None = None
+) -> Version | None:
     """Record a deletion; None if there was nothing live to delete."""
     previous = await tx.current(resource_type, resource_id)
     check_if_match(previous, if_match)
     if previous is None or previous.deleted:
         return None
-    tombstone = Version(resource_type, resource_id, previous.version + 1, now_instant(), None,
-                        method="DELETE")
+    tombstone = Version(
+        resource_type, resource_id, previous.version + 1, now_instant(), None, method="DELETE"
+    )
     await tx.put(tombstone, None, previous)
     return tombstone
 
@@ -65,16 +77,26 @@ def check_if_match(current: Version | None, if_match: int | None) -> None:
     if current is None or current.deleted or current.version != if_match:
         found = "none" if current is None or current.deleted else current.version
         raise outcome.precondition_failed(
-            f"If-Match expects version {if_match}, the current version is {found}")
+            f"If-Match expects version {if_match}, the current version is {found}"
+        )
 
 
-async def _write(tx: Transaction, resource: dict[str, Any], resource_id: str,
-                 previous: Version | None, own_base: str, method: str) -> Version:
+async def _write(
+    tx: Transaction,
+    resource: dict[str, Any],
+    resource_id: str,
+    previous: Version | None,
+    own_base: str,
+    method: str,
+) -> Version:
     number = previous.version + 1 if previous else 1
     last_updated = now_instant()
     body = dict(resource, id=resource_id)
-    meta = {key: value for key, value in body.get("meta", {}).items()
-            if key not in ("versionId", "lastUpdated")}
+    meta = {
+        key: value
+        for key, value in body.get("meta", {}).items()
+        if key not in ("versionId", "lastUpdated")
+    }
     body["meta"] = {"versionId": str(number), "lastUpdated": last_updated, **meta}
     index = extract(body, own_base)
     await check_references(tx, body, own_base)
@@ -91,11 +113,17 @@ async def check_references(tx: Transaction, body: dict[str, Any], own_base: str)
         values = body.get(element, [])
         for value in values if isinstance(values, list) else [values]:
             literal = value.get("reference") if isinstance(value, dict) else None
-            target_type, target_id = split_reference(literal, own_base) \
-                if isinstance(literal, str) else (None, None)
-            target = await tx.current(expected, target_id) \
-                if target_type == expected and target_id else None
+            target_type, target_id = (
+                split_reference(literal, own_base) if isinstance(literal, str) else (None, None)
+            )
+            target = (
+                await tx.current(expected, target_id)
+                if target_type == expected and target_id
+                else None
+            )
             if target is None or target.deleted:
                 raise outcome.invalid_one(
                     f"{resource_type}.{element} must refer to a {expected} of this server; "
-                    f"{literal or 'no literal reference'!r} does not", f"{resource_type}.{element}")
+                    f"{literal or 'no literal reference'!r} does not",
+                    f"{resource_type}.{element}",
+                )

@@ -24,8 +24,13 @@ SCHEDULE_URN = "urn:uuid:2c0b9d7e-6a41-4f3a-8e2d-7c5b1a9e0f42"
 SLOT_URN = "urn:uuid:c3d1e2f4-5a6b-4c7d-8e9f-0a1b2c3d4e53"
 
 
-def entry(method: str, url: str, resource: dict[str, Any] | None = None,
-          full_url: str | None = None, **request: str) -> dict[str, Any]:
+def entry(
+    method: str,
+    url: str,
+    resource: dict[str, Any] | None = None,
+    full_url: str | None = None,
+    **request: str,
+) -> dict[str, Any]:
     item: dict[str, Any] = {"request": {"method": method, "url": url, **request}}
     if resource is not None:
         item["resource"] = resource
@@ -50,8 +55,9 @@ async def history_size(client: httpx.AsyncClient) -> int:
 async def search(client: httpx.AsyncClient, query: str) -> list[dict[str, Any]]:
     response = await client.get(f"/fhir/{query}")
     assert response.status_code == 200, response.text
-    return [e["resource"] for e in response.json().get("entry", [])
-            if e["search"]["mode"] == "match"]
+    return [
+        e["resource"] for e in response.json().get("entry", []) if e["search"]["mode"] == "match"
+    ]
 
 
 def agenda_entries(order: tuple[int, ...] = (0, 1, 2)) -> list[dict[str, Any]]:
@@ -64,43 +70,51 @@ def agenda_entries(order: tuple[int, ...] = (0, 1, 2)) -> list[dict[str, Any]]:
     return [entries[position] for position in order]
 
 
-@pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 2, 0)],
-                         ids=["in-order", "reversed", "shuffled"])
+@pytest.mark.parametrize(
+    "order", [(0, 1, 2), (2, 1, 0), (1, 2, 0)], ids=["in-order", "reversed", "shuffled"]
+)
 async def test_transaction_resolves_urn_uuid_references_in_any_order(
-        client: httpx.AsyncClient, order: tuple[int, ...]) -> None:
+    client: httpx.AsyncClient, order: tuple[int, ...]
+) -> None:
     response = await post(client, bundle("transaction", *agenda_entries(order)))
     assert response.status_code == 200, response.text
     result = response.json()
     Bundle.model_validate(result)
     assert result["type"] == "transaction-response"
     created = {e["resource"]["resourceType"]: e["resource"] for e in result["entry"]}
-    assert [e["resource"]["resourceType"] for e in result["entry"]] == \
-        [["Practitioner", "Schedule", "Slot"][position] for position in order]
+    assert [e["resource"]["resourceType"] for e in result["entry"]] == [
+        ["Practitioner", "Schedule", "Slot"][position] for position in order
+    ]
     practitioner, schedule, slot = (created[t] for t in ("Practitioner", "Schedule", "Slot"))
     assert schedule["actor"] == [{"reference": ref(practitioner)}]
     assert slot["schedule"] == {"reference": ref(schedule)}
     stored = (await client.get(f"/fhir/{ref(slot)}")).json()
     assert stored["schedule"]["reference"] == ref(schedule)
-    assert (await client.get(f"/fhir/{ref(schedule)}")).json()["actor"][0]["reference"] == \
-        ref(practitioner)
+    assert (await client.get(f"/fhir/{ref(schedule)}")).json()["actor"][0]["reference"] == ref(
+        practitioner
+    )
     found = await search(client, f"Slot?schedule.actor={ref(practitioner)}")
     assert [s["id"] for s in found] == [slot["id"]]
     assert "urn:uuid" not in response.text
 
 
 async def test_transaction_response_has_one_entry_per_request_in_order(
-        client: httpx.AsyncClient) -> None:
+    client: httpx.AsyncClient,
+) -> None:
     patient = await create(client, make_patient())
     doomed = await create(client, make_patient(family="Petit"))
     changed = {**patient, "gender": "other"}
-    response = await post(client, bundle(
-        "transaction",
-        entry("GET", f"Patient/{patient['id']}"),
-        entry("PUT", f"Patient/{patient['id']}", changed),
-        entry("POST", "Patient", make_patient(family="Nouveau")),
-        entry("DELETE", f"Patient/{doomed['id']}"),
-        entry("PUT", "Patient/chosen-id", {**make_patient(family="Choisi"), "id": "chosen-id"}),
-    ))
+    response = await post(
+        client,
+        bundle(
+            "transaction",
+            entry("GET", f"Patient/{patient['id']}"),
+            entry("PUT", f"Patient/{patient['id']}", changed),
+            entry("POST", "Patient", make_patient(family="Nouveau")),
+            entry("DELETE", f"Patient/{doomed['id']}"),
+            entry("PUT", "Patient/chosen-id", {**make_patient(family="Choisi"), "id": "chosen-id"}),
+        ),
+    )
     assert response.status_code == 200, response.text
     result = response.json()
     Bundle.model_validate(result)
@@ -130,8 +144,9 @@ async def test_transaction_response_has_one_entry_per_request_in_order(
 BAD_ENTRIES = {
     "invalid-resource": entry("POST", "Patient", {**make_patient(), "gender": "robot"}),
     "unknown-schedule": entry("POST", "Slot", make_slot("Schedule/nowhere")),
-    "stale-if-match": entry("PUT", "Patient/EXISTING", {**make_patient(), "id": "EXISTING"},
-                            ifMatch='W/"9"'),
+    "stale-if-match": entry(
+        "PUT", "Patient/EXISTING", {**make_patient(), "id": "EXISTING"}, ifMatch='W/"9"'
+    ),
     "unknown-type": entry("POST", "Unicorn", {"resourceType": "Unicorn"}),
     "type-mismatch": entry("POST", "Practitioner", make_patient()),
     "read-missing": entry("GET", "Patient/nobody"),
@@ -141,18 +156,23 @@ BAD_ENTRIES = {
 
 @pytest.mark.parametrize("position", [0, -1], ids=["bad-first", "bad-last"])
 @pytest.mark.parametrize("bad", list(BAD_ENTRIES), ids=list(BAD_ENTRIES))
-async def test_transaction_is_all_or_nothing(client: httpx.AsyncClient, bad: str,
-                                             position: int) -> None:
+async def test_transaction_is_all_or_nothing(
+    client: httpx.AsyncClient, bad: str, position: int
+) -> None:
     existing = await create(client, make_patient(family="Existant"))
     before = await history_size(client)
     broken = dict(BAD_ENTRIES[bad])
     if "EXISTING" in str(broken):
-        broken = entry("PUT", f"Patient/{existing['id']}", {**existing, "gender": "male"},
-                       ifMatch='W/"9"')
-    entries = [*agenda_entries(), entry("PUT", f"Patient/{existing['id']}",
-                                        {**existing, "gender": "other"}),
-               entry("DELETE", f"Patient/{existing['id']}")
-               if bad != "stale-if-match" else entry("GET", "Patient")]
+        broken = entry(
+            "PUT", f"Patient/{existing['id']}", {**existing, "gender": "male"}, ifMatch='W/"9"'
+        )
+    entries = [
+        *agenda_entries(),
+        entry("PUT", f"Patient/{existing['id']}", {**existing, "gender": "other"}),
+        entry("DELETE", f"Patient/{existing['id']}")
+        if bad != "stale-if-match"
+        else entry("GET", "Patient"),
+    ]
     entries.insert(position if position >= 0 else len(entries), broken)
     response = await post(client, bundle("transaction", *entries))
     assert 400 <= response.status_code < 500, response.text
@@ -168,8 +188,13 @@ async def test_transaction_if_none_exist_reuses_the_match(client: httpx.AsyncCli
     known = await create(client, make_practitioner(rpps="810000000099"))
     condition = f"identifier={RPPS}|810000000099"
     entries = agenda_entries()
-    entries[0] = entry("POST", "Practitioner", make_practitioner(rpps="810000000099"),
-                       PRACTITIONER_URN, ifNoneExist=condition)
+    entries[0] = entry(
+        "POST",
+        "Practitioner",
+        make_practitioner(rpps="810000000099"),
+        PRACTITIONER_URN,
+        ifNoneExist=condition,
+    )
     response = await post(client, bundle("transaction", *entries))
     assert response.status_code == 200, response.text
     first, schedule, _ = response.json()["entry"]
@@ -177,17 +202,23 @@ async def test_transaction_if_none_exist_reuses_the_match(client: httpx.AsyncCli
     assert first["resource"]["id"] == known["id"]
     assert schedule["resource"]["actor"][0]["reference"] == ref(known)
     assert len(await search(client, "Practitioner")) == 1
-    assert (await client.get(f"/fhir/{ref(known)}/_history")).json()["entry"][0][
-        "resource"]["meta"]["versionId"] == "1"
-    fresh = entry("POST", "Practitioner", make_practitioner(rpps="810000000100"),
-                  ifNoneExist=f"identifier={RPPS}|810000000100")
+    assert (await client.get(f"/fhir/{ref(known)}/_history")).json()["entry"][0]["resource"][
+        "meta"
+    ]["versionId"] == "1"
+    fresh = entry(
+        "POST",
+        "Practitioner",
+        make_practitioner(rpps="810000000100"),
+        ifNoneExist=f"identifier={RPPS}|810000000100",
+    )
     again = await post(client, bundle("transaction", fresh))
     assert again.json()["entry"][0]["response"]["status"].startswith("201")
     assert len(await search(client, "Practitioner")) == 2
 
 
 async def test_transaction_if_none_exist_matching_two_fails_whole(
-        client: httpx.AsyncClient) -> None:
+    client: httpx.AsyncClient,
+) -> None:
     await create(client, make_practitioner(family="A"))
     await create(client, make_practitioner(family="B"))
     before = await history_size(client)
@@ -201,12 +232,18 @@ async def test_transaction_if_none_exist_matching_two_fails_whole(
 async def test_transaction_conditional_put_and_delete(client: httpx.AsyncClient) -> None:
     practitioner = await create(client, make_practitioner(rpps="810000000077"))
     patient = await create(client, make_patient(family="Conditionnel"))
-    response = await post(client, bundle(
-        "transaction",
-        entry("PUT", f"Practitioner?identifier={RPPS}|810000000077",
-              make_practitioner(rpps="810000000077", family="Renommée")),
-        entry("DELETE", "Patient?family=Conditionnel"),
-    ))
+    response = await post(
+        client,
+        bundle(
+            "transaction",
+            entry(
+                "PUT",
+                f"Practitioner?identifier={RPPS}|810000000077",
+                make_practitioner(rpps="810000000077", family="Renommée"),
+            ),
+            entry("DELETE", "Patient?family=Conditionnel"),
+        ),
+    )
     assert response.status_code == 200, response.text
     put, delete = response.json()["entry"]
     assert put["resource"]["id"] == practitioner["id"]
@@ -217,15 +254,18 @@ async def test_transaction_conditional_put_and_delete(client: httpx.AsyncClient)
 
 async def test_batch_runs_entries_independently(client: httpx.AsyncClient) -> None:
     patient = await create(client, make_patient())
-    response = await post(client, bundle(
-        "batch",
-        entry("POST", "Patient", make_patient(family="Bon")),
-        entry("POST", "Slot", make_slot("Schedule/nowhere")),
-        entry("PUT", f"Patient/{patient['id']}", {**patient, "gender": "other"}),
-        entry("GET", "Patient/nobody"),
-        entry("POST", "Patient", {**make_patient(), "gender": "robot"}),
-        entry("GET", f"Patient/{patient['id']}"),
-    ))
+    response = await post(
+        client,
+        bundle(
+            "batch",
+            entry("POST", "Patient", make_patient(family="Bon")),
+            entry("POST", "Slot", make_slot("Schedule/nowhere")),
+            entry("PUT", f"Patient/{patient['id']}", {**patient, "gender": "other"}),
+            entry("GET", "Patient/nobody"),
+            entry("POST", "Patient", {**make_patient(), "gender": "robot"}),
+            entry("GET", f"Patient/{patient['id']}"),
+        ),
+    )
     assert response.status_code == 200, response.text
     result = response.json()
     Bundle.model_validate(result)
@@ -235,11 +275,12 @@ async def test_batch_runs_entries_independently(client: httpx.AsyncClient) -> No
     for failed in (result["entry"][1], result["entry"][3], result["entry"][4]):
         assert failed["response"]["outcome"]["resourceType"] == "OperationOutcome"
         assert "resource" not in failed
-    assert result["entry"][1]["response"]["outcome"]["issue"][0]["expression"] == \
-        ["Slot.schedule"]
+    assert result["entry"][1]["response"]["outcome"]["issue"][0]["expression"] == ["Slot.schedule"]
     assert result["entry"][5]["resource"]["gender"] == "other"
-    assert [p["name"][0]["family"] for p in await search(client, "Patient?_sort=family")] == \
-        ["Bon", "Durand"]
+    assert [p["name"][0]["family"] for p in await search(client, "Patient?_sort=family")] == [
+        "Bon",
+        "Durand",
+    ]
     assert await search(client, "Slot") == []
 
 
@@ -254,30 +295,73 @@ async def test_batch_entries_do_not_see_each_others_urn_uuids(client: httpx.Asyn
     assert await search(client, "Slot") == []
 
 
-@pytest.mark.parametrize("body", [
-    {"resourceType": "Bundle", "type": "collection", "entry": []},
-    {"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": make_patient()}]},
-    {"resourceType": "Bundle", "type": "transaction", "entry": {"not": "a list"}},
-    {"resourceType": "Bundle", "type": "transaction", "entry": ["x"]},
-    {"resourceType": "Bundle", "type": "batch",
-     "entry": [{"request": {"method": "TRACE", "url": "Patient"}}]},
-    {"resourceType": "Bundle", "type": "transaction",
-     "entry": [{"request": {"method": "POST", "url": 5}, "resource": make_patient()}]},
-    {"resourceType": "Bundle", "type": "transaction",
-     "entry": [{"request": {"method": "POST", "url": "Patient"}, "resource": "text"}]},
-    {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": "urn:uuid:1", "request": {"method": "POST", "url": "Patient"},
-         "resource": make_patient()},
-        {"fullUrl": "urn:uuid:1", "request": {"method": "POST", "url": "Patient"},
-         "resource": make_patient()}]},
-    {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": 7, "request": {"method": "POST", "url": "Patient"},
-         "resource": make_patient()}]},
-    make_patient(),
-], ids=["collection", "no-request", "entry-object", "entry-string", "trace", "url-number",
-        "resource-string", "duplicate-fullurl", "fullurl-number", "not-a-bundle"])
-async def test_malformed_bundle_is_4xx_and_changes_nothing(client: httpx.AsyncClient,
-                                                           body: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"resourceType": "Bundle", "type": "collection", "entry": []},
+        {"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": make_patient()}]},
+        {"resourceType": "Bundle", "type": "transaction", "entry": {"not": "a list"}},
+        {"resourceType": "Bundle", "type": "transaction", "entry": ["x"]},
+        {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [{"request": {"method": "TRACE", "url": "Patient"}}],
+        },
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [{"request": {"method": "POST", "url": 5}, "resource": make_patient()}],
+        },
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [{"request": {"method": "POST", "url": "Patient"}, "resource": "text"}],
+        },
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "fullUrl": "urn:uuid:1",
+                    "request": {"method": "POST", "url": "Patient"},
+                    "resource": make_patient(),
+                },
+                {
+                    "fullUrl": "urn:uuid:1",
+                    "request": {"method": "POST", "url": "Patient"},
+                    "resource": make_patient(),
+                },
+            ],
+        },
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "fullUrl": 7,
+                    "request": {"method": "POST", "url": "Patient"},
+                    "resource": make_patient(),
+                }
+            ],
+        },
+        make_patient(),
+    ],
+    ids=[
+        "collection",
+        "no-request",
+        "entry-object",
+        "entry-string",
+        "trace",
+        "url-number",
+        "resource-string",
+        "duplicate-fullurl",
+        "fullurl-number",
+        "not-a-bundle",
+    ],
+)
+async def test_malformed_bundle_is_4xx_and_changes_nothing(
+    client: httpx.AsyncClient, body: dict[str, Any]
+) -> None:
     response = await post(client, body)
     assert 400 <= response.status_code < 500, response.text
     if response.json()["resourceType"] == "Bundle":  # a batch reports per entry

@@ -8,8 +8,9 @@ from tests.factories import FHIR_JSON, create, make_patient, make_practitioner
 
 
 async def test_create_assigns_id_and_returns_location_and_etag(client: httpx.AsyncClient) -> None:
-    response = await client.post("/fhir/Patient", json={**make_patient(), "id": "client-id"},
-                                 headers=FHIR_JSON)
+    response = await client.post(
+        "/fhir/Patient", json={**make_patient(), "id": "client-id"}, headers=FHIR_JSON
+    )
     assert response.status_code == 201
     body = response.json()
     assert body["id"] != "client-id"
@@ -35,8 +36,9 @@ async def test_read_vread_update_and_history(client: httpx.AsyncClient) -> None:
 
 
 async def test_update_as_create_with_client_id(client: httpx.AsyncClient) -> None:
-    response = await client.put("/fhir/Practitioner/rpps-1",
-                                json={**make_practitioner(), "id": "rpps-1"}, headers=FHIR_JSON)
+    response = await client.put(
+        "/fhir/Practitioner/rpps-1", json={**make_practitioner(), "id": "rpps-1"}, headers=FHIR_JSON
+    )
     assert response.status_code == 201
     assert response.headers["location"].endswith("/Practitioner/rpps-1/_history/1")
 
@@ -44,13 +46,15 @@ async def test_update_as_create_with_client_id(client: httpx.AsyncClient) -> Non
 async def test_if_match_mismatch_is_412_and_changes_nothing(client: httpx.AsyncClient) -> None:
     patient = await create(client, make_patient())
     url = f"/fhir/Patient/{patient['id']}"
-    stale = await client.put(url, json={**patient, "gender": "male"},
-                             headers={**FHIR_JSON, "If-Match": 'W/"7"'})
+    stale = await client.put(
+        url, json={**patient, "gender": "male"}, headers={**FHIR_JSON, "If-Match": 'W/"7"'}
+    )
     assert stale.status_code == 412
     assert stale.json()["resourceType"] == "OperationOutcome"
     assert (await client.get(url)).json()["meta"]["versionId"] == "1"
-    fresh = await client.put(url, json={**patient, "gender": "male"},
-                             headers={**FHIR_JSON, "If-Match": 'W/"1"'})
+    fresh = await client.put(
+        url, json={**patient, "gender": "male"}, headers={**FHIR_JSON, "If-Match": 'W/"1"'}
+    )
     assert fresh.status_code == 200
 
 
@@ -58,16 +62,21 @@ async def test_json_patch(client: httpx.AsyncClient) -> None:
     patient = await create(client, make_patient())
     url = f"/fhir/Patient/{patient['id']}"
     operations = [{"op": "replace", "path": "/gender", "value": "male"}]
-    response = await client.patch(url, json=operations,
-                                  headers={"Content-Type": "application/json-patch+json"})
+    response = await client.patch(
+        url, json=operations, headers={"Content-Type": "application/json-patch+json"}
+    )
     assert response.status_code == 200
     assert response.json()["gender"] == "male" and response.json()["meta"]["versionId"] == "2"
     bad = [{"op": "replace", "path": "/gender", "value": "robot"}]
-    refused = await client.patch(url, json=bad,
-                                 headers={"Content-Type": "application/json-patch+json"})
+    refused = await client.patch(
+        url, json=bad, headers={"Content-Type": "application/json-patch+json"}
+    )
     assert refused.status_code == 422
-    wrong_version = await client.patch(url, json=operations, headers={
-        "Content-Type": "application/json-patch+json", "If-Match": 'W/"1"'})
+    wrong_version = await client.patch(
+        url,
+        json=operations,
+        headers={"Content-Type": "application/json-patch+json", "If-Match": 'W/"1"'},
+    )
     assert wrong_version.status_code == 412
 
 
@@ -96,10 +105,16 @@ async def test_type_and_system_history(client: httpx.AsyncClient) -> None:
 
 async def test_conditional_create_update_delete(client: httpx.AsyncClient) -> None:
     condition = "identifier=urn:oid:1.2.250.1.71.4.2.1|810000000011"
-    first = await client.post("/fhir/Practitioner", json=make_practitioner(),
-                              headers={**FHIR_JSON, "If-None-Exist": condition})
-    again = await client.post("/fhir/Practitioner", json=make_practitioner(),
-                              headers={**FHIR_JSON, "If-None-Exist": condition})
+    first = await client.post(
+        "/fhir/Practitioner",
+        json=make_practitioner(),
+        headers={**FHIR_JSON, "If-None-Exist": condition},
+    )
+    again = await client.post(
+        "/fhir/Practitioner",
+        json=make_practitioner(),
+        headers={**FHIR_JSON, "If-None-Exist": condition},
+    )
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["id"] == first.json()["id"]
     renamed = {**make_practitioner(family="Martin-Roy")}

@@ -18,8 +18,11 @@ import pytest
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 BLOCK = re.compile(r"```sh\n(.*?)```", re.DOTALL)
-EXAMPLES = [(page.name, n, block) for page in sorted(DOCS.glob("*.md"))
-            for n, block in enumerate(BLOCK.findall(page.read_text()))]
+EXAMPLES = [
+    (page.name, n, block)
+    for page in sorted(DOCS.glob("*.md"))
+    for n, block in enumerate(BLOCK.findall(page.read_text()))
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +32,11 @@ def live_fhir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         port = probe.getsockname()[1]
     data = tmp_path_factory.mktemp("docs")
     creneau = str(Path(sys.executable).parent / "creneau")
-    server = subprocess.Popen([creneau, "serve", "--fixtures", "--data-dir", str(data),
-                               "--port", str(port)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [creneau, "serve", "--fixtures", "--data-dir", str(data), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}/fhir"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -49,9 +54,15 @@ def live_fhir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the examples use curl")
-@pytest.mark.parametrize(("page", "number", "block"), EXAMPLES,
-                         ids=[f"{page}-{n}" for page, n, _ in EXAMPLES])
+@pytest.mark.parametrize(
+    ("page", "number", "block"), EXAMPLES, ids=[f"{page}-{n}" for page, n, _ in EXAMPLES]
+)
 def test_example_runs(live_fhir: str, page: str, number: int, block: str) -> None:
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", block], capture_output=True,
-                            text=True, env={**os.environ, "FHIR": live_fhir}, timeout=60)
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "FHIR": live_fhir},
+        timeout=60,
+    )
     assert result.returncode == 0, f"{page} example {number} failed:\n{block}\n{result.stderr}"

@@ -1,7 +1,10 @@
 """Round trip of the official HL7 examples: PUT each at its own id, GET it back unchanged.
 
 Only the references this server must resolve (Slot.schedule, Appointment.slot) are created
-first, under the ids the example uses; every other reference may dangle.
+first, under the ids the example uses; every other reference may dangle. Slot/example names
+Schedule/example, which is Schedule.json itself. Appointment/example has no `slot` (it is a
+booked appointment made without slots), so nothing is created before it; the code still creates
+the Slots an Appointment example would name.
 """
 
 from __future__ import annotations
@@ -73,7 +76,8 @@ async def test_example_round_trip(client: httpx.AsyncClient, path: Path) -> None
 
 
 async def test_example_put_again_is_a_new_version_with_same_content(
-        client: httpx.AsyncClient) -> None:
+    client: httpx.AsyncClient,
+) -> None:
     example = load("Patient.json")
     assert (await put(client, example)).status_code == 201
     again = await put(client, example)

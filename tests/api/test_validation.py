@@ -38,14 +38,21 @@ async def schedule_ref(client: httpx.AsyncClient) -> str:
 
 
 def appointment(slot: str) -> dict[str, Any]:
-    return {"resourceType": "Appointment", "status": "booked", "slot": [{"reference": slot}],
-            "participant": [{"actor": {"reference": "Patient/p1"}, "status": "accepted"}]}
+    return {
+        "resourceType": "Appointment",
+        "status": "booked",
+        "slot": [{"reference": slot}],
+        "participant": [{"actor": {"reference": "Patient/p1"}, "status": "accepted"}],
+    }
 
 
 INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("unknown-element", {**make_patient(), "nickname": "Lou"}, "Patient.nickname"),
-    ("unknown-nested", {**make_patient(), "name": [{"family": "D", "middle": "X"}]},
-     "Patient.name[0].middle"),
+    (
+        "unknown-nested",
+        {**make_patient(), "name": [{"family": "D", "middle": "X"}]},
+        "Patient.name[0].middle",
+    ),
     ("wrong-type-bool", {**make_patient(), "active": "yes"}, "Patient.active"),
     ("wrong-type-date", {**make_patient(), "birthDate": "14/03/1987"}, "Patient.birthDate"),
     ("wrong-type-list", {**make_patient(), "name": {"family": "D"}}, "Patient.name"),
@@ -53,16 +60,19 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("resource", "expression"), [(r, e) for _, r, e in INVALID],
-                         ids=[name for name, _, _ in INVALID])
+@pytest.mark.parametrize(
+    ("resource", "expression"),
+    [(r, e) for _, r, e in INVALID],
+    ids=[name for name, _, _ in INVALID],
+)
 async def test_invalid_patient_is_422_naming_the_element(
-        client: httpx.AsyncClient, resource: dict[str, Any], expression: str) -> None:
+    client: httpx.AsyncClient, resource: dict[str, Any], expression: str
+) -> None:
     before = await history_size(client)
     created = await client.post("/fhir/Patient", json=resource, headers=FHIR_JSON)
     assert created.status_code == 422, created.text
     assert expression in expressions(created)
-    updated = await client.put("/fhir/Patient/p1", json={**resource, "id": "p1"},
-                               headers=FHIR_JSON)
+    updated = await client.put("/fhir/Patient/p1", json={**resource, "id": "p1"}, headers=FHIR_JSON)
     assert updated.status_code == 422
     assert any(e.endswith(expression.removeprefix("Patient")) for e in expressions(updated))
     assert await history_size(client) == before
@@ -82,16 +92,18 @@ async def test_bad_appointment_status_is_422(client: httpx.AsyncClient) -> None:
 async def test_bad_slot_status_is_422(client: httpx.AsyncClient) -> None:
     schedule = await schedule_ref(client)
     before = await history_size(client)
-    response = await client.post("/fhir/Slot", json=make_slot(schedule, status="open"),
-                                 headers=FHIR_JSON)
+    response = await client.post(
+        "/fhir/Slot", json=make_slot(schedule, status="open"), headers=FHIR_JSON
+    )
     assert response.status_code == 422, response.text
     assert expressions(response) == ["Slot.status"]
     assert await history_size(client) == before
 
 
 @pytest.mark.parametrize("element", ["start", "end", "status", "schedule"])
-async def test_slot_missing_required_element_is_422(client: httpx.AsyncClient,
-                                                    element: str) -> None:
+async def test_slot_missing_required_element_is_422(
+    client: httpx.AsyncClient, element: str
+) -> None:
     schedule = await schedule_ref(client)
     before = await history_size(client)
     slot = make_slot(schedule)
@@ -108,8 +120,9 @@ async def test_slot_on_unknown_schedule_is_422(client: httpx.AsyncClient) -> Non
         response = await client.post("/fhir/Slot", json=make_slot(schedule), headers=FHIR_JSON)
         assert response.status_code == 422, response.text
         assert expressions(response) == ["Slot.schedule"]
-    put = await client.put("/fhir/Slot/s1", json={**make_slot("Schedule/nowhere"), "id": "s1"},
-                           headers=FHIR_JSON)
+    put = await client.put(
+        "/fhir/Slot/s1", json={**make_slot("Schedule/nowhere"), "id": "s1"}, headers=FHIR_JSON
+    )
     assert put.status_code == 422 and expressions(put) == ["Slot.schedule"]
     assert await history_size(client) == before
 
@@ -155,8 +168,9 @@ async def test_resource_type_not_matching_url_is_400(client: httpx.AsyncClient) 
     posted = await client.post("/fhir/Practitioner", json=make_patient(), headers=FHIR_JSON)
     assert posted.status_code == 400, posted.text
     assert posted.json()["resourceType"] == "OperationOutcome"
-    put = await client.put("/fhir/Practitioner/x1", json={**make_patient(), "id": "x1"},
-                           headers=FHIR_JSON)
+    put = await client.put(
+        "/fhir/Practitioner/x1", json={**make_patient(), "id": "x1"}, headers=FHIR_JSON
+    )
     assert put.status_code == 400 and put.json()["resourceType"] == "OperationOutcome"
     assert await history_size(client) == before
     assert (await client.get("/fhir/Patient/x1")).status_code == 404
@@ -177,8 +191,11 @@ async def test_put_with_other_id_in_body_is_400(client: httpx.AsyncClient) -> No
     assert (await client.get("/fhir/Patient/someone-else")).status_code == 404
 
 
-@pytest.mark.parametrize("bad_id", ["a$b", "a" * 65, "a_b", "é", "a%20b"],
-                         ids=["dollar", "65-chars", "underscore", "accent", "space"])
+@pytest.mark.parametrize(
+    "bad_id",
+    ["a$b", "a" * 65, "a_b", "é", "a%20b"],
+    ids=["dollar", "65-chars", "underscore", "accent", "space"],
+)
 async def test_invalid_id_in_url_is_400(client: httpx.AsyncClient, bad_id: str) -> None:
     before = await history_size(client)
     url = f"/fhir/Patient/{bad_id}"
@@ -193,27 +210,34 @@ async def test_invalid_id_in_url_is_400(client: httpx.AsyncClient, bad_id: str) 
 
 async def test_longest_valid_id_is_accepted(client: httpx.AsyncClient) -> None:
     good = "A-z.0" + "9" * 59
-    response = await client.put(f"/fhir/Patient/{good}", json={**make_patient(), "id": good},
-                                headers=FHIR_JSON)
+    response = await client.put(
+        f"/fhir/Patient/{good}", json={**make_patient(), "id": good}, headers=FHIR_JSON
+    )
     assert response.status_code == 201, response.text
 
 
 async def test_invalid_id_in_body_of_post_is_refused(client: httpx.AsyncClient) -> None:
     before = await history_size(client)
-    response = await client.post("/fhir/Patient", json={**make_patient(), "id": "a$b"},
-                                 headers=FHIR_JSON)
+    response = await client.post(
+        "/fhir/Patient", json={**make_patient(), "id": "a$b"}, headers=FHIR_JSON
+    )
     assert response.status_code in (400, 422), response.text
     assert await history_size(client) == before
 
 
-@pytest.mark.parametrize("schedule", [
-    {"display": "Dr Martin"},
-    {"identifier": {"system": "urn:x", "value": "1"}},
-    {"reference": "#contained"},
-    {"reference": "http://elsewhere.example/fhir/Schedule/1"},
-], ids=["display-only", "identifier-only", "contained", "other-server"])
-async def test_slot_schedule_that_cannot_resolve_here_is_422(client: httpx.AsyncClient,
-                                                             schedule: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        {"display": "Dr Martin"},
+        {"identifier": {"system": "urn:x", "value": "1"}},
+        {"reference": "#contained"},
+        {"reference": "http://elsewhere.example/fhir/Schedule/1"},
+    ],
+    ids=["display-only", "identifier-only", "contained", "other-server"],
+)
+async def test_slot_schedule_that_cannot_resolve_here_is_422(
+    client: httpx.AsyncClient, schedule: dict[str, Any]
+) -> None:
     before = await history_size(client)
     slot = {**make_slot("Schedule/x"), "schedule": schedule}
     response = await client.post("/fhir/Slot", json=slot, headers=FHIR_JSON)

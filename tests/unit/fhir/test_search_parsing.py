@@ -24,16 +24,27 @@ def parse(resource_type: str, *params: tuple[str, str], strict: bool = False):  
 
 def test_every_served_type_has_its_official_parameters() -> None:
     assert {"schedule", "status", "start", "service-type", "_id", "_lastUpdated"} <= set(
-        registry().of("Slot"))
+        registry().of("Slot")
+    )
     assert {"actor", "date", "slot", "patient", "status"} <= set(registry().of("Appointment"))
     assert registry().get("Appointment", "patient").targets == ("Patient",)
 
 
 def test_token_forms() -> None:
     request = parse("Slot", ("identifier", "a|b,|c,d|,e"))
-    assert request.conditions == [Match("identifier", "token", None, (
-        TokenValue("a", "b"), TokenValue(None, "c"), TokenValue("d", None),
-        TokenValue(ANY_SYSTEM, "e")))]
+    assert request.conditions == [
+        Match(
+            "identifier",
+            "token",
+            None,
+            (
+                TokenValue("a", "b"),
+                TokenValue(None, "c"),
+                TokenValue("d", None),
+                TokenValue(ANY_SYSTEM, "e"),
+            ),
+        )
+    ]
 
 
 def test_escaped_comma_is_not_an_or() -> None:
@@ -43,14 +54,22 @@ def test_escaped_comma_is_not_an_or() -> None:
 
 def test_date_prefix_and_partial_range() -> None:
     (match,) = parse("Slot", ("start", "ge2026-12")).conditions
-    assert match.values == (RangeValue("ge", "2026-12-01T00:00:00.000000",  # type: ignore[union-attr]
-                                       "2026-12-31T23:59:59.999999"),)
+    assert match.values == (
+        RangeValue(
+            "ge",
+            "2026-12-01T00:00:00.000000",  # type: ignore[union-attr]
+            "2026-12-31T23:59:59.999999",
+        ),
+    )
 
 
 def test_chain_two_levels_with_type_modifier() -> None:
     (chain,) = parse("Slot", ("schedule.actor:Practitioner.identifier", "S|1")).conditions
-    assert chain == Chain("schedule", "Schedule", Chain("actor", "Practitioner", Match(
-        "identifier", "token", None, (TokenValue("S", "1"),))))
+    assert chain == Chain(
+        "schedule",
+        "Schedule",
+        Chain("actor", "Practitioner", Match("identifier", "token", None, (TokenValue("S", "1"),))),
+    )
 
 
 def test_has() -> None:
@@ -70,10 +89,18 @@ def test_unknown_parameters_lenient_and_strict() -> None:
     assert error.value.status == 400
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("start", "ge2026-13-01"), ("_count", "ten"), ("_sort", "colour"), ("status:exact", "x"),
-    ("_include", "Slot"), ("_has:Nope:x:y", "1"), ("status:missing", "maybe"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("start", "ge2026-13-01"),
+        ("_count", "ten"),
+        ("_sort", "colour"),
+        ("status:exact", "x"),
+        ("_include", "Slot"),
+        ("_has:Nope:x:y", "1"),
+        ("status:missing", "maybe"),
+    ],
+)
 def test_bad_values_are_400(name: str, value: str) -> None:
     with pytest.raises(FhirError) as error:
         parse("Slot", (name, value))
