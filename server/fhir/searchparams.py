@@ -11,9 +11,10 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
-from typing import Any
+from functools import cache, partial
+from typing import Any, cast
 
+from fhir.resources.R4B import get_fhir_model_class
 from fhirpathpy import compile as compile_fhirpath
 from fhirpathpy.models import models
 
@@ -84,9 +85,36 @@ def registry() -> Registry:
                 expression=expression,
                 targets=tuple(definition.get("target", ())),
                 url=definition["url"],
-                evaluate=compile_fhirpath(expression, model=FHIRPATH_MODEL),
+                evaluate=compile_expression(expression, resource_type),
             )
     return Registry(by_type)
+
+
+def compile_expression(expression: str, resource_type: str) -> Callable[..., list[Any]]:
+    """A plain path (`Slot.schedule`, `Patient.address.city`) is walked directly, several times
+    faster than the FHIRPath engine on the write hot path; anything else (choice types, functions,
+    unions) goes to fhirpathpy."""
+    steps = expression.split(".")
+    fields = get_fhir_model_class(resource_type).model_fields
+    if steps[0] == resource_type and all(map(str.isidentifier, steps[1:])) and steps[1] in {
+        info.alias or name for name, info in fields.items()
+    }:
+        return partial(_walk, tuple(steps[1:]))
+    return cast(Callable[..., list[Any]], compile_fhirpath(expression, model=FHIRPATH_MODEL))
+
+
+def _walk(steps: tuple[str, ...], resource: dict[str, Any]) -> list[Any]:
+    values: list[Any] = [resource]
+    for step in steps:
+        found: list[Any] = []
+        for value in values:
+            item = value.get(step) if isinstance(value, dict) else None
+            if isinstance(item, list):
+                found.extend(item)
+            elif item is not None:
+                found.append(item)
+        values = found
+    return values
 
 
 def _applies(bases: list[str], resource_type: str) -> bool:

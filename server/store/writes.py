@@ -31,7 +31,8 @@ async def create(
     tx: Transaction, resource: dict[str, Any], *, own_base: str, resource_id: str | None = None
 ) -> Version:
     """Store a new resource under a server id (or `resource_id` for update-as-create)."""
-    resource_id = resource_id or new_id()
+    if resource_id is None:  # a fresh UUID: nothing to look up, the store's unique key stands
+        return await _write(tx, resource, new_id(), None, own_base, method="POST")
     previous = await tx.current(resource["resourceType"], resource_id)
     if previous is not None and not previous.deleted:
         raise outcome.conflict(f"{resource['resourceType']}/{resource_id} already exists")
