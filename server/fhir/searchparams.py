@@ -96,9 +96,11 @@ def compile_expression(expression: str, resource_type: str) -> Callable[..., lis
     unions) goes to fhirpathpy."""
     steps = expression.split(".")
     fields = get_fhir_model_class(resource_type).model_fields
-    if steps[0] == resource_type and all(map(str.isidentifier, steps[1:])) and steps[1] in {
-        info.alias or name for name, info in fields.items()
-    }:
+    if (
+        steps[0] == resource_type
+        and all(map(str.isidentifier, steps[1:]))
+        and steps[1] in {info.alias or name for name, info in fields.items()}
+    ):
         return partial(_walk, tuple(steps[1:]))
     return cast(Callable[..., list[Any]], compile_fhirpath(expression, model=FHIRPATH_MODEL))
 

@@ -23,7 +23,7 @@ WRITERS = 20
 NX_NO_ISOLATION = (
     "nx-27017 runs every session on one SQLite connection, so concurrent MongoDB transactions are "
     "not isolated there (they fail with 'no such savepoint'); this rule is proven on the SQLite "
-    "store, and on MongoDB rests on conditional updates and guard documents"
+    "store, and on MongoDB rests on conditional updates and guard documents (a real replica set)"
 )
 
 
@@ -32,7 +32,10 @@ def skip_on_test_mongodb(settings: Settings) -> None:
         pytest.skip(NX_NO_ISOLATION)
 
 
-async def test_concurrent_updates_with_same_if_match_one_wins(client: httpx.AsyncClient) -> None:
+async def test_concurrent_updates_with_same_if_match_one_wins(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    skip_on_test_mongodb(settings)
     patient = await create(client, make_patient())
     url = f"/fhir/Patient/{patient['id']}"
 
