@@ -16,26 +16,9 @@ import json
 import sys
 from pathlib import Path
 
-SERVED = {
-    "Organization",
-    "Location",
-    "Practitioner",
-    "PractitionerRole",
-    "HealthcareService",
-    "Patient",
-    "Schedule",
-    "Slot",
-    "Appointment",
-    "AppointmentResponse",
-    "Medication",
-    "SupplyRequest",
-    "SupplyDelivery",
-    "Immunization",
-    "Endpoint",
-    "AuditEvent",
-    "Provenance",
-    "Communication",
-}
+from server.fhir.resources import SERVED_TYPES
+
+SERVED = set(SERVED_TYPES)
 KEPT_FIELDS = (
     "resourceType",
     "id",
