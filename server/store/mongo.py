@@ -24,12 +24,10 @@ and on `history`: (type, id, version) unique for vread, (type, _id) for a type's
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-import orjson
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -39,7 +37,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from server.fhir import outcome
 from server.fhir.indexing import IndexValues
-from server.store import mongo_search
+from server.store import cursors, mongo_search
 from server.store.base import Found, Query, Reader, Store, Transaction, Version
 
 Document = dict[str, Any]
@@ -79,18 +77,12 @@ def _version(doc: Document, method: str = "PUT") -> Version:
     return Version(doc["type"], doc["id"], doc["version"], doc["last_updated"], doc["body"], method)
 
 
-def encode_cursor(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
+encode_cursor = cursors.encode
 
 
 def decode_cursor(cursor: str) -> dict[str, Any]:
     """The paging position: ObjectIds under `after`/`before`/`snapshot`, an int `offset`."""
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except ValueError:
-        raise outcome.bad_request("Invalid paging cursor") from None
-    if not isinstance(data, dict):
-        raise outcome.bad_request("Invalid paging cursor")
+    data = cursors.decode(cursor)
     return {key: _cursor_value(key, value) for key, value in data.items()}
 
 

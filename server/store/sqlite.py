@@ -9,7 +9,6 @@ SQLite itself, across threads and worker processes alike.
 from __future__ import annotations
 
 import asyncio
-import base64
 import random
 import sqlite3
 import time
@@ -24,7 +23,7 @@ import orjson
 
 from server.fhir import outcome
 from server.fhir.indexing import IndexValues
-from server.store import sqlite_search
+from server.store import cursors, sqlite_search
 from server.store.base import Found, Query, Reader, Store, Transaction, Version
 
 T = TypeVar("T")
@@ -106,16 +105,13 @@ def _version(row: tuple[Any, ...], method: str = "PUT") -> Version:
     return Version(row[0], row[1], row[2], row[3], body, method)
 
 
-def encode_cursor(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
+encode_cursor = cursors.encode
 
 
 def decode_cursor(cursor: str) -> dict[str, Any]:
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, orjson.JSONDecodeError):
-        raise outcome.bad_request("Invalid paging cursor") from None
-    if not isinstance(data, dict) or not all(isinstance(v, int) for v in data.values()):
+    """The paging position: integer `seq` values and offsets only."""
+    data = cursors.decode(cursor)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in data.values()):
         raise outcome.bad_request("Invalid paging cursor")
     return data
 
