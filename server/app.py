@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
-from server.api import errors, metadata, rest
+from server.api import errors, metadata, rest, scheduling
 from server.config import Settings
+from server.scheduling.policy import Policy
 from server.store.base import Store
 from server.store.mongo import MongoStore
 from server.store.sqlite import SqliteStore
@@ -18,6 +20,11 @@ def make_store(settings: Settings) -> Store:
     if settings.mongodb_uri:
         return MongoStore(settings.mongodb_uri, own_base=settings.fhir_base)
     return SqliteStore(settings.sqlite_path, own_base=settings.fhir_base)
+
+
+def make_policy(settings: Settings) -> Policy:
+    codes = frozenset(c.strip() for c in settings.vaccination_codes.split(",") if c.strip())
+    return Policy(hold=timedelta(seconds=settings.hold_seconds), vaccination_codes=codes)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -38,8 +45,10 @@ def create_app(settings: Settings) -> FastAPI:
         description="Open, interoperable FHIR R4B scheduling server",
     )
     app.state.settings = settings
+    app.state.policy = make_policy(settings)
     errors.install(app)
     app.include_router(metadata.router)
+    app.include_router(scheduling.router)  # before rest: `$find` is not a resource id
     app.include_router(rest.router)
     return app
 

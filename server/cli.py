@@ -10,7 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
-from server.app import make_store
+from server.app import make_policy, make_store
 from server.config import Settings
 
 
@@ -56,7 +56,7 @@ async def _load_fixtures(settings: Settings) -> str:
     store = make_store(settings)
     await store.open()
     try:
-        return await load_once(store, settings.fhir_base)
+        return await load_once(store, settings.fhir_base, make_policy(settings))
     finally:
         await store.close()
 

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from server.scheduling.vocabulary import DEFAULT_VACCINATION_CODES
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -16,6 +18,8 @@ class Settings:
     mongodb_uri: str | None = None
     base_url: str = ""  # public FHIR base; derived from host and port when empty
     max_body_bytes: int = 2 * 1024 * 1024
+    hold_seconds: int = 300
+    vaccination_codes: str = ",".join(DEFAULT_VACCINATION_CODES)  # system|code, comma-separated
 
     @property
     def fhir_base(self) -> str:
@@ -33,6 +37,8 @@ class Settings:
             "CRENEAU_DATA_DIR": str(self.data_dir),
             "CRENEAU_BASE_URL": self.base_url,
             "CRENEAU_MAX_BODY_BYTES": str(self.max_body_bytes),
+            "CRENEAU_HOLD_SECONDS": str(self.hold_seconds),
+            "CRENEAU_VACCINATION_CODES": self.vaccination_codes,
         }
         if self.mongodb_uri:
             env["CRENEAU_MONGODB_URI"] = self.mongodb_uri
@@ -50,6 +56,8 @@ class Settings:
             ("mongodb_uri", str),
             ("base_url", str),
             ("max_body_bytes", int),
+            ("hold_seconds", int),
+            ("vaccination_codes", str),
         ):
             value = env.get(f"CRENEAU_{name.upper()}")
             if value:

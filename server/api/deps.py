@@ -8,6 +8,8 @@ from fastapi import Depends, Request
 
 from server.api.interactions import Interactions
 from server.config import Settings
+from server.scheduling.policy import Agent
+from server.scheduling.rules import SchedulingRules
 from server.store.base import Store
 
 
@@ -21,12 +23,18 @@ def _store(request: Request) -> Store:
     return store
 
 
+def _rules(request: Request) -> SchedulingRules:
+    """The scheduling rules for this request's writes, on behalf of whoever makes it."""
+    return SchedulingRules(request.app.state.policy, Agent(), _settings(request).fhir_base)
+
+
 def _interactions(request: Request) -> Interactions:
-    return Interactions(_store(request), _settings(request).fhir_base)
+    return Interactions(_store(request), _settings(request).fhir_base, _rules(request))
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 StoreDep = Annotated[Store, Depends(_store)]
+Rules = Annotated[SchedulingRules, Depends(_rules)]
 Fhir = Annotated[Interactions, Depends(_interactions)]
 
 

@@ -28,6 +28,7 @@ CONDITIONAL_LIMIT = 2
 class Interactions:
     store: Store
     base: str
+    rules: writes.WriteRules
 
     # reads
 
@@ -153,7 +154,9 @@ class Interactions:
                 raise outcome.precondition_failed("If-None-Exist matches several resources")
             if existing:
                 return version_reply(200, existing[0], self.base, location=True)
-        version = await writes.create(tx, resource, own_base=self.base, resource_id=assigned_id)
+        version = await writes.create(
+            tx, resource, own_base=self.base, rules=self.rules, resource_id=assigned_id
+        )
         return version_reply(201, version, self.base, location=True)
 
     async def update(
@@ -173,7 +176,7 @@ class Interactions:
                 f"The resource id {resource.get('id')!r} must equal the URL id {resource_id!r}"
             )
         version, created = await writes.update(
-            tx, resource, resource_id, own_base=self.base, if_match=if_match
+            tx, resource, resource_id, own_base=self.base, rules=self.rules, if_match=if_match
         )
         return version_reply(201 if created else 200, version, self.base, location=created)
 
@@ -234,7 +237,9 @@ class Interactions:
     ) -> Reply:
         resources.check_type(resource_type)
         resources.check_id(resource_id)
-        tombstone = await writes.delete(tx, resource_type, resource_id, if_match=if_match)
+        tombstone = await writes.delete(
+            tx, resource_type, resource_id, rules=self.rules, if_match=if_match
+        )
         headers = {"ETag": f'W/"{tombstone.version}"'} if tombstone else {}
         return Reply(204, None, headers)
 

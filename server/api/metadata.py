@@ -1,6 +1,9 @@
 """GET /fhir/metadata: the CapabilityStatement, generated from what is really implemented —
-the served types, the interactions the routes answer and every search parameter the registry
-loaded from the official definitions."""
+the served types, the interactions the routes answer, every search parameter the registry
+loaded from the official definitions and the operations on each type.
+
+GET /fhir/OperationDefinition/{id}: the definitions of those operations, read-only (they are
+files under `profiles/operations/`, not stored resources)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from starlette.responses import Response
 
 from server.api.deps import SettingsDep
 from server.api.negotiation import check_accept, fhir_response
-from server.fhir import outcome
+from server.fhir import operations, outcome
 from server.fhir.resources import SERVED_TYPES
 from server.fhir.search import MODIFIERS
 from server.fhir.searchparams import registry
@@ -41,6 +44,23 @@ async def metadata(request: Request, settings: SettingsDep) -> Response:
 @router.api_route("/metadata", methods=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
 async def metadata_is_read_only() -> Response:
     raise outcome.method_not_allowed("The CapabilityStatement is read-only: use GET")
+
+
+@router.get("/OperationDefinition/{definition_id}")
+async def operation_definition(definition_id: str) -> Response:
+    definition = operations.get(definition_id)
+    if definition is None:
+        raise outcome.not_found(f"OperationDefinition/{definition_id[:80]} is not known here")
+    return fhir_response(200, definition)
+
+
+@router.api_route(
+    "/OperationDefinition/{definition_id}",
+    methods=["POST", "PUT", "PATCH", "DELETE"],
+    include_in_schema=False,
+)
+async def operation_definition_is_read_only(definition_id: str) -> Response:
+    raise outcome.method_not_allowed("OperationDefinitions are read-only: use GET")
 
 
 @cache
@@ -80,7 +100,7 @@ def _resource(resource_type: str) -> dict[str, Any]:
         for code, p in registry().of(other).items()
         if p.type == "reference" and (not p.targets or resource_type in p.targets)
     )
-    return {
+    resource: dict[str, Any] = {
         "type": resource_type,
         "interaction": [{"code": code} for code in INTERACTIONS],
         "versioning": "versioned-update",
@@ -103,3 +123,7 @@ def _resource(resource_type: str) -> dict[str, Any]:
             for code, p in sorted(params.items())
         ],
     }
+    declared = operations.for_type(resource_type)
+    if declared:
+        resource["operation"] = [{"name": d["code"], "definition": d["url"]} for d in declared]
+    return resource

@@ -39,6 +39,10 @@ def search_entry(resource: dict[str, Any], base: str, mode: str) -> dict[str, An
     }
 
 
+def collection_entry(resource: dict[str, Any], base: str) -> dict[str, Any]:
+    return {"fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}", "resource": resource}
+
+
 def history_entry(
     resource_type: str,
     resource_id: str,

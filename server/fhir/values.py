@@ -81,7 +81,7 @@ def stamp(moment: datetime) -> str:
 
 def now_instant() -> str:
     """The current time as a FHIR instant (what meta.lastUpdated carries)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return format_instant(datetime.now(UTC))
 
 
 def number(text: str) -> tuple[float, float, float] | None:
@@ -105,3 +105,19 @@ def split_reference(reference: str, own_base: str = "") -> tuple[str | None, str
     if match["base"] and match["base"].rstrip("/") != own_base.rstrip("/"):
         return None, None
     return match["type"], match["id"]
+
+
+def parse_instant(text: object) -> datetime | None:
+    """An aware datetime from a FHIR instant or a dateTime with time and offset; else None."""
+    if not isinstance(text, str) or "T" not in text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def format_instant(moment: datetime) -> str:
+    """A FHIR instant in UTC with milliseconds, as meta.lastUpdated writes it."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -68,6 +68,10 @@ class Reader(ABC):
     async def current_many(self, keys: list[tuple[str, str]]) -> list[Version]:
         """The latest live versions of the given (type, id) pairs, those that exist."""
 
+    @abstractmethod
+    async def tallies(self, prefix: str) -> dict[str, int]:
+        """The tallies whose key starts with `prefix`, by key (see `Transaction.tally`)."""
+
 
 class Transaction(Reader):
     @abstractmethod
@@ -82,6 +86,12 @@ class Transaction(Reader):
     async def put(self, new: Version, index: IndexValues | None, previous: Version | None) -> None:
         """Persist `new` as the current version. Raises FhirError 409 if the current version is
         no longer `previous` (another writer got there first)."""
+
+    @abstractmethod
+    async def tally(self, key: str, delta: int) -> None:
+        """Add `delta` to the named count, kept in step with the resources it summarizes by
+        being written in the same transaction (the dose ledger: what a search cannot sum).
+        Two concurrent transactions adding to the same tally conflict on MongoDB (409)."""
 
 
 class Store(Reader):

@@ -136,6 +136,13 @@ class _MongoReader(Reader):
     async def find(self, query: Query) -> Found:
         return await _find(self._db().resources, self._session, query)
 
+    async def tallies(self, prefix: str) -> dict[str, int]:
+        docs = self._db().tallies.find(
+            {"_id": {"$gte": prefix, "$lt": prefix + mongo_search.PREFIX_END}},
+            session=self._session,
+        )
+        return {doc["_id"]: doc["value"] async for doc in docs}
+
 
 async def _find(resources: Collection, session: Session, query: Query) -> Found:
     cursor = decode_cursor(query.cursor) if query.cursor else {}
@@ -240,6 +247,12 @@ class MongoTransaction(_MongoReader, Transaction):
         with _conflicts():
             await self._database.guards.update_one(
                 exactly(_id=key), {"$inc": {"uses": 1}}, upsert=True, session=self._session
+            )
+
+    async def tally(self, key: str, delta: int) -> None:
+        with _conflicts():
+            await self._database.tallies.update_one(
+                exactly(_id=key), {"$inc": {"value": delta}}, upsert=True, session=self._session
             )
 
     async def put(self, new: Version, index: IndexValues | None, previous: Version | None) -> None:

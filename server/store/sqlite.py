@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS idx_composite (rid INTEGER NOT NULL, rtype TEXT NOT N
 CREATE INDEX IF NOT EXISTS idx_composite_drive
     ON idx_composite (rtype, name, literal, high, low, rid);
 CREATE INDEX IF NOT EXISTS idx_composite_rid ON idx_composite (rid);
+CREATE TABLE IF NOT EXISTS tallies (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 """
 INDEX_COLUMNS = {
     "token": "param, system, code, text",
@@ -167,6 +168,15 @@ class _SqliteReader(Reader):
 
     async def find(self, query: Query) -> Found:
         return await self._run(lambda db: _find(db, query))
+
+    async def tallies(self, prefix: str) -> dict[str, int]:
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT key, value FROM tallies WHERE key >= ? AND key < ?",
+                (prefix, prefix + sqlite_search.PREFIX_END),
+            ).fetchall()
+        )
+        return dict(rows)
 
 
 def _find(db: sqlite3.Connection, query: Query) -> Found:
@@ -277,6 +287,15 @@ class SqliteTransaction(_SqliteReader, Transaction):
 
     async def put(self, new: Version, index: IndexValues | None, previous: Version | None) -> None:
         await self._run(lambda db: _put(db, new, index, previous))
+
+    async def tally(self, key: str, delta: int) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "INSERT INTO tallies (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+                (key, delta),
+            )
+        )
 
 
 def _begin_then(

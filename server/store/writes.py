@@ -8,7 +8,7 @@ have exactly one implementation.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from server.fhir import outcome
 from server.fhir.indexing import extract
@@ -23,20 +23,55 @@ MUST_RESOLVE: dict[str, dict[str, str]] = {
 }
 
 
+class WriteRules(Protocol):
+    """The domain's say on every write, whatever path it came by (REST, Bundle, operation).
+
+    `before` sees the previous live body (None on create) and the next one (None on delete) and
+    returns the body to store, or raises a FhirError; `after` runs once the version is stored,
+    for what must follow from it (a Slot's status, Slots from a Schedule's availability)."""
+
+    async def before(
+        self, tx: Transaction, previous: dict[str, Any] | None, body: dict[str, Any] | None
+    ) -> dict[str, Any] | None: ...
+
+    async def after(
+        self, tx: Transaction, previous: dict[str, Any] | None, version: Version
+    ) -> None: ...
+
+
+class NoRules:
+    """For stores used without a domain (store tests, tools)."""
+
+    async def before(
+        self, tx: Transaction, previous: dict[str, Any] | None, body: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        return body
+
+    async def after(
+        self, tx: Transaction, previous: dict[str, Any] | None, version: Version
+    ) -> None:
+        return None
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
 
 async def create(
-    tx: Transaction, resource: dict[str, Any], *, own_base: str, resource_id: str | None = None
+    tx: Transaction,
+    resource: dict[str, Any],
+    *,
+    own_base: str,
+    rules: WriteRules,
+    resource_id: str | None = None,
 ) -> Version:
     """Store a new resource under a server id (or `resource_id` for update-as-create)."""
     if resource_id is None:  # a fresh UUID: nothing to look up, the store's unique key stands
-        return await _write(tx, resource, new_id(), None, own_base, method="POST")
+        return await _write(tx, resource, new_id(), None, own_base, rules, method="POST")
     previous = await tx.current(resource["resourceType"], resource_id)
     if previous is not None and not previous.deleted:
         raise outcome.conflict(f"{resource['resourceType']}/{resource_id} already exists")
-    return await _write(tx, resource, resource_id, previous, own_base, method="POST")
+    return await _write(tx, resource, resource_id, previous, own_base, rules, method="POST")
 
 
 async def update(
@@ -45,6 +80,7 @@ async def update(
     resource_id: str,
     *,
     own_base: str,
+    rules: WriteRules,
     if_match: int | None = None,
 ) -> tuple[Version, bool]:
     """Store a new version; creates the resource if it does not exist. True if it was created."""
@@ -52,23 +88,30 @@ async def update(
     check_if_match(previous, if_match)
     created = previous is None or previous.deleted
     version = await _write(
-        tx, resource, resource_id, previous, own_base, method="POST" if created else "PUT"
+        tx, resource, resource_id, previous, own_base, rules, method="POST" if created else "PUT"
     )
     return version, created
 
 
 async def delete(
-    tx: Transaction, resource_type: str, resource_id: str, *, if_match: int | None = None
+    tx: Transaction,
+    resource_type: str,
+    resource_id: str,
+    *,
+    rules: WriteRules,
+    if_match: int | None = None,
 ) -> Version | None:
     """Record a deletion; None if there was nothing live to delete."""
     previous = await tx.current(resource_type, resource_id)
     check_if_match(previous, if_match)
     if previous is None or previous.deleted:
         return None
+    await rules.before(tx, previous.body, None)
     tombstone = Version(
         resource_type, resource_id, previous.version + 1, now_instant(), None, method="DELETE"
     )
     await tx.put(tombstone, None, previous)
+    await rules.after(tx, previous.body, tombstone)
     return tombstone
 
 
@@ -88,6 +131,7 @@ async def _write(
     resource_id: str,
     previous: Version | None,
     own_base: str,
+    rules: WriteRules,
     method: str,
 ) -> Version:
     number = previous.version + 1 if previous else 1
@@ -99,10 +143,12 @@ async def _write(
         if key not in ("versionId", "lastUpdated")
     }
     body["meta"] = {"versionId": str(number), "lastUpdated": last_updated, **meta}
-    index = extract(body, own_base)
     await check_references(tx, body, own_base)
+    live = previous.body if previous is not None and not previous.deleted else None
+    body = await rules.before(tx, live, body) or body
     version = Version(body["resourceType"], resource_id, number, last_updated, body, method)
-    await tx.put(version, index, previous)
+    await tx.put(version, extract(body, own_base), previous)
+    await rules.after(tx, live, version)
     return version
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from server.scheduling.vocabulary import SERVER_MANAGED
 from tests.factories import FHIR_JSON
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
@@ -29,8 +30,13 @@ def load(name: str) -> dict[str, Any]:
 
 
 def without_server_meta(resource: dict[str, Any]) -> dict[str, Any]:
+    """Without what the server adds: meta's version and time, and its own records (such as who
+    booked an Appointment), the server-managed extensions."""
     meta = {k: v for k, v in resource.get("meta", {}).items() if k not in SERVER_META}
-    trimmed = {k: v for k, v in resource.items() if k != "meta"}
+    trimmed = {k: v for k, v in resource.items() if k not in ("meta", "extension")}
+    extensions = [e for e in resource.get("extension", []) if e["url"] not in SERVER_MANAGED]
+    if extensions:
+        trimmed["extension"] = extensions
     return {**trimmed, "meta": meta} if meta else trimmed
 
 

@@ -371,7 +371,7 @@ async def test_schedule_and_start_together(client: httpx.AsyncClient) -> None:
 
 async def test_appointments_of_a_patient_by_date(client: httpx.AsyncClient) -> None:
     _, schedule = await schedule_for(client)
-    slots = await slots_at(client, schedule, *hours(0, 3), status="busy")
+    slots = await slots_at(client, schedule, *hours(0, 3))
     louise, paul = await create(client, make_patient()), await create(client, make_patient("Roux"))
     first = await create(client, _appointment(slots[0], louise, MONDAY))
     later = await create(client, _appointment(slots[1], louise, MONDAY + timedelta(days=2)))
@@ -716,7 +716,7 @@ def _appointment(
 
 async def test_has_finds_patients_with_a_booked_appointment(client: httpx.AsyncClient) -> None:
     _, schedule = await schedule_for(client)
-    first, second = await slots_at(client, schedule, *hours(0, 2), status="busy")
+    first, second = await slots_at(client, schedule, *hours(0, 2))
     booked = await create(client, make_patient("Durand"))
     cancelled = await create(client, make_patient("Petit"))
     await create(client, make_patient("Roux"))  # no appointment

@@ -1,0 +1,245 @@
+"""The scheduling operations over HTTP: inputs read from Parameters or the query string, the
+domain in `server.scheduling` called, its result rendered as FHIR."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from server.api.deps import Rules, SettingsDep, StoreDep
+from server.api.negotiation import check_accept, fhir_response, read_json
+from server.api.replies import etag, version_reply
+from server.fhir import outcome, parameters, resources
+from server.fhir.bundles import bundle, collection_entry, search_entry
+from server.fhir.parameters import Inputs
+from server.scheduling import booking, cancellation, finding, generation, ledger
+from server.scheduling.retry import atomically
+from server.store.base import Store, Transaction, Version
+
+router = APIRouter(prefix="/fhir", dependencies=[Depends(check_accept)])
+FIND_INCLUDES = {
+    "Appointment:slot": "slot",
+    "Appointment:practitioner": "Practitioner",
+    "Appointment:location": "Location",
+    "Appointment:actor": "actor",
+}
+
+
+async def _inputs(request: Request, settings: SettingsDep) -> Inputs:
+    if request.method == "GET":
+        return parameters.from_query(request.query_params.multi_items())
+    return parameters.from_body(await read_json(request, settings.max_body_bytes))
+
+
+InputsDep = Annotated[Inputs, Depends(_inputs)]
+
+
+@router.api_route("/Appointment/$find", methods=["GET", "POST"])
+async def find(inputs: InputsDep, store: StoreDep, rules: Rules) -> Response:
+    request = finding.FindRequest(
+        start=inputs.instant("start", required=True),  # type: ignore[arg-type]
+        end=inputs.instant("end", required=True),  # type: ignore[arg-type]
+        service_types=inputs.tokens("service-type"),
+        specialties=inputs.tokens("specialty"),
+        practitioner=inputs.text("practitioner"),
+        location=inputs.text("location"),
+        organization=inputs.text("organization"),
+        postal_code=inputs.text("address-postalcode"),
+        count=inputs.integer("_count", 50),
+    )
+    includes = [_include(value) for value in inputs.all("_include")]
+    offers = await finding.find(store, rules.policy, rules.own_base, request)
+    entries = [
+        {
+            "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+            "resource": offer.appointment,
+            "search": {"mode": "match"},
+        }
+        for offer in offers
+    ]
+    entries += await _included(store, offers, includes, rules.own_base)
+    return fhir_response(200, bundle("searchset", entries, total=len(offers)))
+
+
+def _include(value: Any) -> str:
+    if value not in FIND_INCLUDES:
+        raise outcome.bad_request(
+            f"$find includes {', '.join(sorted(FIND_INCLUDES))}; not {value!r}"
+        )
+    return FIND_INCLUDES[str(value)]
+
+
+async def _included(
+    store: Store, offers: list[finding.Offer], includes: list[str], own_base: str
+) -> list[dict[str, Any]]:
+    wanted: dict[tuple[str, str], None] = {}
+    for offer in offers:
+        if "slot" in includes:
+            wanted[("Slot", offer.slot.id)] = None
+        for actor in (offer.schedule.body or {}).get("actor", []):
+            kind, _, actor_id = str(actor.get("reference", "")).partition("/")
+            if actor_id and (kind in includes or "actor" in includes):
+                wanted[(kind, actor_id)] = None
+    found = await store.current_many(list(wanted))
+    return [search_entry(v.body or {}, own_base, "include") for v in found]
+
+
+@router.post("/Appointment/$hold")
+async def hold(inputs: InputsDep, store: StoreDep, rules: Rules) -> Response:
+    held = await booking.hold(store, rules, _appointment_request(inputs))
+    return _appointment_reply(201, [held], rules.own_base)
+
+
+@router.post("/Appointment/$book")
+async def book(inputs: InputsDep, store: StoreDep, rules: Rules) -> Response:
+    cancelled_id = _local_id(inputs.text("cancelled-appt-id"), "Appointment")
+    booked = await booking.book(store, rules, _appointment_request(inputs), cancelled_id)
+    done = [booked.appointment] + ([booked.cancelled] if booked.cancelled else [])
+    return _appointment_reply(201 if booked.created else 200, done, rules.own_base)
+
+
+@router.post("/Appointment/{appointment_id}/$cancel")
+async def cancel(appointment_id: str, inputs: InputsDep, store: StoreDep, rules: Rules) -> Response:
+    resources.check_id(appointment_id)
+    reason = inputs.concept("reason")
+    version, _ = await booking.cancel(store, rules, appointment_id, reason)
+    reply = version_reply(200, version, rules.own_base)
+    return fhir_response(reply.status, reply.body, reply.headers)
+
+
+@router.post("/Schedule/{schedule_id}/$cancel-appointments")
+async def cancel_appointments(
+    schedule_id: str, inputs: InputsDep, store: StoreDep, rules: Rules
+) -> Response:
+    resources.check_id(schedule_id)
+    reason = inputs.text("reason", required=True)
+    if not reason or not reason.strip():
+        raise outcome.bad_request("reason must say why the appointments are cancelled")
+    selection = cancellation.Selection(
+        reason=reason,
+        start=inputs.instant("start"),
+        end=inputs.instant("end"),
+        service_types=inputs.tokens("service-type"),
+        booked_by=[str(v) for v in inputs.all("booked-by")],
+        created_after=inputs.instant("created-after"),
+    )
+    dry_run = inputs.boolean("dry-run")
+    done = await cancellation.cancel_appointments(store, rules, schedule_id, selection, dry_run)
+    entries = [
+        collection_entry(v.body or {}, rules.own_base)
+        for v in done.appointments + done.communications
+    ]
+    return fhir_response(200, bundle("collection", entries))
+
+
+@router.api_route("/Location/{place_id}/$doses", methods=["GET", "POST"])
+@router.api_route("/Practitioner/{place_id}/$doses", methods=["GET", "POST"])
+async def doses(
+    request: Request, place_id: str, inputs: InputsDep, store: StoreDep, rules: Rules
+) -> Response:
+    kind = request.url.path.split("/")[-3]
+    resources.check_id(place_id)
+    place = await store.current(kind, place_id)
+    if place is None or place.deleted:
+        raise outcome.not_found(f"{kind}/{place_id} not found")
+    wanted = inputs.tokens("vaccine")
+    balances = await ledger.balances(
+        store, f"{kind}/{place_id}", rules.policy.now(), rules.own_base
+    )
+    rows = [
+        b
+        for vaccine, b in balances.items()
+        if not wanted or vaccine in wanted or vaccine.rpartition("|")[2] in wanted
+    ]
+    return fhir_response(
+        200, {"resourceType": "Parameters", "parameter": [_balance(b) for b in rows]}
+    )
+
+
+def _balance(balance: ledger.Balance) -> dict[str, Any]:
+    system, _, code = balance.vaccine.rpartition("|")
+    coding = {"system": system, "code": code} if system else {"code": code}
+    return {
+        "name": "vaccine",
+        "part": [
+            {"name": "code", "valueCoding": coding},
+            *(
+                {"name": measure, "valueInteger": getattr(balance, measure)}
+                for measure in ("delivered", "administered", "reserved", "available")
+            ),
+        ],
+    }
+
+
+@router.post("/Schedule/{schedule_id}/$generate-slots")
+async def generate_slots(
+    schedule_id: str, request: Request, store: StoreDep, rules: Rules, settings: SettingsDep
+) -> Response:
+    resources.check_id(schedule_id)
+    raw = await request.body()
+    inputs = (
+        parameters.from_body(await read_json(request, settings.max_body_bytes))
+        if raw
+        else parameters.from_query([])
+    )
+    until = inputs.instant("horizon-end")
+
+    async def work(tx: Transaction) -> generation.Generated:
+        schedule = await tx.current("Schedule", schedule_id)
+        if schedule is None or schedule.deleted:
+            raise outcome.not_found(f"Schedule/{schedule_id} not found")
+        return await generation.generate(
+            tx, schedule, rules.own_base, rules, rules.policy.now(), until
+        )
+
+    done = await atomically(store, work)
+    return fhir_response(
+        200,
+        {
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "created", "valueInteger": done.created},
+                {"name": "skipped", "valueInteger": done.skipped},
+            ],
+        },
+    )
+
+
+def _appointment_request(inputs: Inputs) -> booking.Request:
+    appointment = inputs.resource("appt-resource", "Appointment")
+    if appointment is not None:
+        appointment = resources.validate(appointment, "Appointment")
+    slot = inputs.one("slot")
+    slot_reference = slot.get("reference") if isinstance(slot, dict) else slot
+    given = [x for x in (appointment, inputs.text("appt-id"), slot_reference) if x]
+    if len(given) != 1:
+        raise outcome.bad_request("Give exactly one of appt-resource, appt-id or slot")
+    return booking.Request(
+        appointment=appointment,
+        appointment_id=_local_id(inputs.text("appt-id"), "Appointment"),
+        slot=slot_reference if isinstance(slot_reference, str) else None,
+    )
+
+
+def _local_id(reference: str | None, kind: str) -> str | None:
+    """The id in `Kind/id` or a bare id."""
+    if reference is None:
+        return None
+    head, _, tail = reference.rstrip("/").rpartition("/")
+    if head and not head.endswith(kind):
+        raise outcome.bad_request(f"{reference!r} is not a {kind}")
+    resources.check_id(tail)
+    return tail
+
+
+def _appointment_reply(status: int, versions: list[Version], own_base: str) -> Response:
+    first = versions[0]
+    entries = [collection_entry(v.body or {}, own_base) for v in versions]
+    headers = {
+        "ETag": etag(first.version),
+        "Location": f"{own_base}/Appointment/{first.id}/_history/{first.version}",
+    }
+    return fhir_response(status, bundle("collection", entries), headers)

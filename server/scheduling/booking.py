@@ -1,0 +1,155 @@
+"""`$hold`, `$book` (with rescheduling) and `$cancel`.
+
+Each builds the next version of an Appointment and writes it through the scheduling rules, in
+one transaction: whether the slot is free, the dose available, the hold someone else's, is decided
+there and only there, exactly as for a plain REST write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from server.fhir import outcome
+from server.fhir.values import split_reference
+from server.scheduling.proposals import proposal, with_status
+from server.scheduling.queries import find_all
+from server.scheduling.retry import atomically
+from server.scheduling.rules import SchedulingRules
+from server.scheduling.vocabulary import BOOKED, CANCELLATION_REASON
+from server.store import writes
+from server.store.base import Store, Transaction, Version
+
+Body = dict[str, Any]
+RESCHEDULED = {
+    "coding": [{"system": CANCELLATION_REASON, "code": "pat"}],
+    "text": "Rescheduled",
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    """What `$hold` and `$book` were given: an Appointment, an Appointment id, or a slot."""
+
+    appointment: Body | None = None
+    appointment_id: str | None = None
+    slot: str | None = None
+
+
+@dataclass(frozen=True)
+class Booked:
+    appointment: Version
+    created: bool  # False when the booking already existed (same identifier, same hold)
+    cancelled: Version | None = None
+
+
+async def hold(store: Store, rules: SchedulingRules, request: Request) -> Version:
+    async def work(tx: Transaction) -> Version:
+        if request.appointment_id:
+            current = await _appointment(tx, request.appointment_id)
+            return await _write(tx, rules, with_status(current.body or {}, "pending"))
+        body = request.appointment or await _from_slot(tx, rules, request.slot or "")
+        return await _write(tx, rules, with_status(_fresh(body), "pending"))
+
+    return await atomically(store, work)
+
+
+async def book(
+    store: Store, rules: SchedulingRules, request: Request, cancelled_id: str | None = None
+) -> Booked:
+    async def work(tx: Transaction) -> Booked:
+        cancelled = await cancel_in(tx, rules, cancelled_id, RESCHEDULED) if cancelled_id else None
+        existing = await _existing(tx, rules, request)
+        if existing is not None and (existing.body or {}).get("status") in BOOKED:
+            return Booked(existing, created=False, cancelled=cancelled)
+        if existing is not None:
+            merged = {**(existing.body or {}), **_fresh(request.appointment or {})}
+            merged = {**merged, "id": existing.id, "meta": (existing.body or {}).get("meta", {})}
+            return Booked(await _write(tx, rules, with_status(merged, "booked")), True, cancelled)
+        body = request.appointment or await _from_slot(tx, rules, request.slot or "")
+        return Booked(await _write(tx, rules, with_status(_fresh(body), "booked")), True, cancelled)
+
+    return await atomically(store, work)
+
+
+async def cancel(
+    store: Store, rules: SchedulingRules, appointment_id: str, reason: Body
+) -> tuple[Version, bool]:
+    """The cancelled Appointment, and whether this call cancelled it (False: it already was)."""
+
+    async def work(tx: Transaction) -> tuple[Version, bool]:
+        before = await _appointment(tx, appointment_id)
+        after = await cancel_in(tx, rules, appointment_id, reason)
+        return after, after.version != before.version
+
+    return await atomically(store, work)
+
+
+async def cancel_in(
+    tx: Transaction, rules: SchedulingRules, appointment_id: str, reason: Body
+) -> Version:
+    """Cancel inside a transaction; idempotent on an already cancelled Appointment."""
+    current = await _appointment(tx, appointment_id)
+    body = current.body or {}
+    status = body.get("status")
+    if status == "cancelled":
+        return current
+    if status not in ("proposed", "pending", "waitlist", *BOOKED):
+        raise outcome.conflict(
+            f"Appointment/{appointment_id} is {status} and can no longer be cancelled",
+            code="business-rule",
+        )
+    return await _write(tx, rules, {**body, "status": "cancelled", "cancelationReason": reason})
+
+
+async def _existing(tx: Transaction, rules: SchedulingRules, request: Request) -> Version | None:
+    """The Appointment this booking continues: the hold named by id, or the one that already
+    carries the app's identifier (a repeated booking is not booked twice)."""
+    named = request.appointment_id or (request.appointment or {}).get("id")
+    if named:
+        current = await _appointment(tx, named)
+        status = (current.body or {}).get("status")
+        if status not in ("proposed", "pending", *BOOKED):
+            raise outcome.conflict(f"Appointment/{named} is {status}", code="business-rule")
+        return current  # a lapsed hold is booked afresh by the rules, if its slot is still free
+    for identifier in (request.appointment or {}).get("identifier", []):
+        if identifier.get("system") and identifier.get("value"):
+            token = f"{identifier['system']}|{identifier['value']}"
+            await tx.guard(f"Appointment?identifier={token}")
+            found = await find_all(
+                tx, rules.own_base, "Appointment", [("identifier", token)], limit=5
+            )
+            if found:
+                return found[0]
+    return None
+
+
+async def _from_slot(tx: Transaction, rules: SchedulingRules, slot: str) -> Body:
+    kind, slot_id = split_reference(slot, rules.own_base)
+    current = await tx.current("Slot", slot_id or "") if kind == "Slot" and slot_id else None
+    if current is None or current.deleted:
+        raise outcome.conflict(f"{slot} is not a Slot of this server", code="business-rule")
+    schedule_id = (current.body or {}).get("schedule", {}).get("reference", "").rpartition("/")[2]
+    schedule = await tx.current("Schedule", schedule_id)
+    return proposal(current, (schedule.body if schedule else None) or {})
+
+
+async def _appointment(tx: Transaction, appointment_id: str) -> Version:
+    current = await tx.current("Appointment", appointment_id)
+    if current is None:
+        raise outcome.not_found(f"Appointment/{appointment_id} not found")
+    if current.deleted:
+        raise outcome.gone(f"Appointment/{appointment_id} has been deleted")
+    return current
+
+
+async def _write(tx: Transaction, rules: SchedulingRules, body: Body) -> Version:
+    if "id" in body:
+        version, _ = await writes.update(tx, body, body["id"], own_base=rules.own_base, rules=rules)
+        return version
+    return await writes.create(tx, body, own_base=rules.own_base, rules=rules)
+
+
+def _fresh(body: Body) -> Body:
+    """A client's Appointment as the start of a new one: no id, no meta."""
+    return {k: v for k, v in body.items() if k not in ("id", "meta")}

@@ -1,0 +1,47 @@
+"""What the operator configures about scheduling, the clock it runs on, and who is acting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from server.scheduling.vocabulary import DEFAULT_VACCINATION_CODES
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """`clock` is injectable so that hold expiry can be tested without waiting."""
+
+    hold: timedelta = timedelta(minutes=5)
+    vaccination_codes: frozenset[str] = frozenset(DEFAULT_VACCINATION_CODES)
+    clock: Callable[[], datetime] = utc_now
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def is_vaccination(self, service_types: list[dict[str, object]]) -> bool:
+        """True if any coding of any service type is one of the vaccination codes."""
+        return any(
+            f"{coding.get('system')}|{coding.get('code')}" in self.vaccination_codes
+            for concept in service_types
+            for coding in _codings(concept)
+        )
+
+
+@dataclass(frozen=True)
+class Agent:
+    """Who makes a change: the client app (`sandbox` until auth is on) and, when the request
+    names one, the person operating it (a Reference to a Practitioner, Patient, …)."""
+
+    client_id: str = "sandbox"
+    operator: dict[str, object] | None = field(default=None)
+
+
+def _codings(concept: object) -> list[dict[str, object]]:
+    codings = concept.get("coding", []) if isinstance(concept, dict) else []
+    return [c for c in codings if isinstance(c, dict)]

@@ -1,0 +1,301 @@
+"""The scheduling rules, enforced on every write of every path.
+
+Interactions (REST and Bundles) and the scheduling operations all write through
+`server.store.writes` with these rules, so a plain `POST Appointment` that books a slot meets
+exactly the checks of `$book`: the slot must be bookable, a vaccination must find a dose, and the
+slot's seat and the dose are taken in the same transaction as the appointment is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from server.fhir import outcome
+from server.fhir.values import format_instant
+from server.scheduling import availability, generation, ledger, slots
+from server.scheduling.claims import (
+    Claim,
+    claim_of,
+    dose_reservation,
+    patients,
+    slot_ids,
+)
+from server.scheduling.policy import Agent, Policy
+from server.scheduling.queries import find_all
+from server.scheduling.vocabulary import (
+    BOOKING_RECORD,
+    DOSE_RESERVATION,
+    HOLD_EXPIRES,
+    HOLDING,
+    SERVER_MANAGED,
+    SLOT_CAPACITY,
+)
+from server.store.base import Transaction, Version
+
+Body = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SchedulingRules:
+    policy: Policy
+    agent: Agent
+    own_base: str
+
+    async def before(
+        self, tx: Transaction, previous: Body | None, body: Body | None
+    ) -> Body | None:
+        kind = (body or previous or {}).get("resourceType")
+        if kind == "Appointment":
+            return await self._appointment(tx, previous, body)
+        if kind == "Slot":
+            await self._slot(tx, previous, body)
+        elif kind == "Schedule" and body is not None:
+            availability.parse_rules(body)
+        elif kind == "SupplyDelivery":
+            await ledger.record(
+                tx,
+                "delivered",
+                ledger.delivered(previous, self.own_base),
+                ledger.delivered(body, self.own_base),
+            )
+        elif kind == "Immunization":
+            await ledger.record(
+                tx,
+                "administered",
+                ledger.administered(previous, self.own_base),
+                ledger.administered(body, self.own_base),
+            )
+        return body
+
+    async def after(self, tx: Transaction, previous: Body | None, version: Version) -> None:
+        if version.type == "Appointment":
+            touched = set(slot_ids(previous or {}, self.own_base))
+            touched |= set(slot_ids(version.body or {}, self.own_base))
+            for slot_id in sorted(touched):
+                await slots.settle_status(tx, slot_id, self.policy.now(), self.own_base, self)
+        elif version.type == "Schedule" and _availability(previous) != _availability(version.body):
+            await generation.generate(tx, version, self.own_base, self, self.policy.now())
+
+    # Appointment
+
+    async def _appointment(
+        self, tx: Transaction, previous: Body | None, body: Body | None
+    ) -> Body | None:
+        if body is None:
+            if previous is not None and slot_ids(previous, self.own_base):
+                raise outcome.conflict(
+                    "An Appointment on a slot is never deleted: cancel it ($cancel) instead",
+                    code="business-rule",
+                )
+            return None
+        now = self.policy.now()
+        body = _carry_server_extensions(previous, body)
+        if body.get("status") == HOLDING:
+            body = self._with_hold_expiry(previous, body, now)
+        await self._check_identifiers(tx, body)
+        before = claim_of(previous, now, self.own_base)
+        after = claim_of(body, now, self.own_base)
+        if (before.booked or before.fulfilled) and body.get("status") in ("pending", "proposed"):
+            raise outcome.invalid_one(
+                f"A {previous and previous.get('status')} Appointment cannot go back to "
+                f"{body.get('status')}: cancel it and book again",
+                "Appointment.status",
+            )
+        if after.booked and not patients(body, self.own_base):
+            raise outcome.invalid_one(
+                "A booked Appointment needs a Patient among its participants",
+                "Appointment.participant",
+            )
+        kept = before.slots if before.takes_slots else frozenset()
+        taken = sorted(after.slots - kept) if after.takes_slots else []
+        needs: list[tuple[str, str]] = []
+        for slot_id in taken:
+            slot, schedule = await slots.take(
+                tx, slot_id, now, self.own_base, appointment_id=body["id"]
+            )
+            body = _with_times(body, slot.body or {}, len(after.slots))
+            needs += self._dose_need(slot.body or {}, schedule)
+        body = await self._doses(tx, previous, body, before, after, needs[:1], now)
+        if after.booked and not (before.booked or before.fulfilled):
+            body = _with_extension(body, self._booking_record(now))
+        return body
+
+    def _dose_need(self, slot: Body, schedule: Body) -> list[tuple[str, str]]:
+        """[(place, vaccine)] when the slot is a vaccination; refused if the Schedule does not
+        say which vaccine or where."""
+        if not self.policy.is_vaccination(
+            slot.get("serviceType") or schedule.get("serviceType", [])
+        ):
+            return []
+        place, vaccine = ledger.place_of(schedule, self.own_base), ledger.vaccine_of(schedule)
+        if place is None or vaccine is None:
+            raise outcome.conflict(
+                "This vaccination slot's Schedule names no vaccine (vaccine-product extension) "
+                "or no Location or Practitioner: no dose can be reserved",
+                code="business-rule",
+            )
+        return [(place, ledger.vaccine_key(vaccine))]
+
+    async def _doses(
+        self,
+        tx: Transaction,
+        previous: Body | None,
+        body: Body,
+        before: Claim,
+        after: Claim,
+        needs: list[tuple[str, str]],
+        now: datetime,
+    ) -> Body:
+        """Reserve, keep, move or release the appointment's dose as its claim changes."""
+        held = dose_reservation(previous) if previous and before.takes_dose else None
+        same_slots = before.takes_slots and after.slots <= before.slots
+        if after.takes_dose and same_slots and held:
+            if before.holding and after.booked:
+                await tx.tally(ledger.key(*held, "reserved"), 1)
+            return body
+        if held and before.booked:
+            await tx.tally(ledger.key(*held, "reserved"), -1)
+        if not after.takes_dose:
+            return body  # the reservation stays on record, released
+        if not needs:
+            return _without_extension(body, DOSE_RESERVATION)
+        place, vaccine = needs[0]
+        await ledger.reserve(tx, place, vaccine, now, self.own_base, appointment_id=body["id"])
+        if after.booked:
+            await tx.tally(ledger.key(place, vaccine, "reserved"), 1)
+        return _with_participant(_with_extension(body, _reservation(place, vaccine)), place)
+
+    def _with_hold_expiry(self, previous: Body | None, body: Body, now: datetime) -> Body:
+        """A hold keeps the expiry it was given; a new hold (or one that lapsed) gets a new one."""
+        if previous is not None and claim_of(previous, now, self.own_base).holding:
+            return body
+        expires = {"url": HOLD_EXPIRES, "valueInstant": format_instant(now + self.policy.hold)}
+        return _with_extension(body, expires)
+
+    def _booking_record(self, now: datetime) -> Body:
+        parts: list[Body] = [
+            {"url": "bookedAt", "valueInstant": format_instant(now)},
+            {"url": "client", "valueString": self.agent.client_id},
+        ]
+        if self.agent.operator:
+            parts.append({"url": "operator", "valueReference": self.agent.operator})
+        return {"url": BOOKING_RECORD, "extension": parts}
+
+    async def _check_identifiers(self, tx: Transaction, body: Body) -> None:
+        """An app's own identifier names one Appointment: the same booking is never made twice."""
+        for identifier in body.get("identifier", []):
+            system, value = identifier.get("system"), identifier.get("value")
+            if not (system and value):
+                continue
+            await tx.guard(f"Appointment?identifier={system}|{value}")
+            same = await find_all(
+                tx, self.own_base, "Appointment", [("identifier", f"{system}|{value}")], limit=5
+            )
+            if any(version.id != body["id"] for version in same):
+                raise outcome.conflict(
+                    f"Appointment/{same[0].id} already carries the identifier {system}|{value}",
+                    code="duplicate",
+                )
+
+    # Slot
+
+    async def _slot(self, tx: Transaction, previous: Body | None, body: Body | None) -> None:
+        """A Slot that appointments take cannot be deleted, moved, shrunk or marked free while
+        it is full."""
+        if body is not None:
+            _check_capacity(body)
+        if previous is None or not _slot_change_matters(previous, body):
+            return
+        taken = await slots.occupancy(tx, previous["id"], self.policy.now(), self.own_base)
+        if taken.taken == 0:
+            return
+        if body is None or any(
+            previous.get(k) != body.get(k) for k in ("schedule", "start", "end")
+        ):
+            raise outcome.conflict(
+                f"Slot/{previous['id']} is taken by {taken.taken} appointment(s): cancel them "
+                "before moving or deleting it",
+                code="business-rule",
+            )
+        if slots.capacity(body) < taken.taken or (
+            body.get("status") == "free" and taken.bookings >= slots.capacity(body)
+        ):
+            raise outcome.conflict(
+                f"Slot/{previous['id']} has {taken.bookings} booking(s) and {taken.holds} "
+                "hold(s): its capacity and status must leave room for them",
+                code="business-rule",
+            )
+
+
+def _slot_change_matters(previous: Body, body: Body | None) -> bool:
+    if body is None:
+        return True
+    keys = ("schedule", "start", "end", "status")
+    return any(previous.get(k) != body.get(k) for k in keys) or slots.capacity(
+        previous
+    ) != slots.capacity(body)
+
+
+def _check_capacity(body: Body) -> None:
+    for item in body.get("extension", []):
+        if item.get("url") == SLOT_CAPACITY:
+            value = item.get("valueInteger")
+            if not isinstance(value, int) or value < 1:
+                raise outcome.invalid_one(
+                    "slot-capacity is a valueInteger of at least 1", "Slot.extension"
+                )
+
+
+def _availability(body: Body | None) -> Any:
+    return [e for e in (body or {}).get("extension", []) if e.get("url") == availability.URL]
+
+
+def _carry_server_extensions(previous: Body | None, body: Body) -> Body:
+    """Server-managed extensions come from the previous version, never from the client."""
+    own = [e for e in body.get("extension", []) if e.get("url") not in SERVER_MANAGED]
+    kept = [e for e in (previous or {}).get("extension", []) if e.get("url") in SERVER_MANAGED]
+    return _set_extensions(body, own + kept)
+
+
+def _with_extension(body: Body, item: Body) -> Body:
+    others = [e for e in body.get("extension", []) if e.get("url") != item["url"]]
+    return _set_extensions(body, [*others, item])
+
+
+def _without_extension(body: Body, url: str) -> Body:
+    return _set_extensions(body, [e for e in body.get("extension", []) if e.get("url") != url])
+
+
+def _set_extensions(body: Body, extensions: list[Body]) -> Body:
+    trimmed = {k: v for k, v in body.items() if k != "extension"}
+    return {**trimmed, "extension": extensions} if extensions else trimmed
+
+
+def _reservation(place: str, vaccine: str) -> Body:
+    system, _, code = vaccine.rpartition("|")
+    coding = {"system": system, "code": code} if system else {"code": code}
+    return {
+        "url": DOSE_RESERVATION,
+        "extension": [
+            {"url": "place", "valueReference": {"reference": place}},
+            {"url": "vaccine", "valueCoding": coding},
+        ],
+    }
+
+
+def _with_participant(body: Body, place: str) -> Body:
+    """The place whose dose is reserved is a participant, so its holds can be found."""
+    participants = body.get("participant", [])
+    if any(p.get("actor", {}).get("reference") == place for p in participants):
+        return body
+    added = {"actor": {"reference": place}, "status": "accepted"}
+    return {**body, "participant": [*participants, added]}
+
+
+def _with_times(body: Body, slot: Body, slot_count: int) -> Body:
+    """A booked Appointment has a start and an end: a single slot's, when the client left them."""
+    if slot_count != 1 or (body.get("start") and body.get("end")):
+        return body
+    return {**body, "start": slot.get("start"), "end": slot.get("end")}

@@ -1,0 +1,119 @@
+"""Whether a Slot can be taken, and the Slot status that follows from what takes it.
+
+A Slot is bookable when it is `free`, starts in the future, its Schedule is active and the
+Schedule's planning horizon (if any) covers it, and fewer appointments take it than its capacity
+(the SMART Scheduling Links `slot-capacity` extension, else 1). Holds take a seat while they live;
+only booked (and fulfilled) appointments make a full slot `busy`, so an expired hold needs no
+write to free its seat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from server.fhir import outcome
+from server.fhir.values import parse_instant
+from server.scheduling.claims import Claim, claim_of
+from server.scheduling.queries import find_all
+from server.scheduling.vocabulary import SLOT_CAPACITY
+from server.store import writes
+from server.store.base import Reader, Transaction, Version
+
+TAKING_STATUSES = "pending,booked,arrived,checked-in,fulfilled"
+
+
+@dataclass(frozen=True)
+class Occupancy:
+    holds: int = 0
+    bookings: int = 0  # booked, arrived, checked-in, fulfilled
+
+    @property
+    def taken(self) -> int:
+        return self.holds + self.bookings
+
+
+def capacity(slot: dict[str, Any]) -> int:
+    for item in slot.get("extension", []):
+        if item.get("url") == SLOT_CAPACITY and isinstance(item.get("valueInteger"), int):
+            return max(int(item["valueInteger"]), 0)
+    return 1
+
+
+def taken_by(claims: list[Claim]) -> Occupancy:
+    return Occupancy(
+        holds=sum(1 for c in claims if c.holding),
+        bookings=sum(1 for c in claims if c.booked or c.fulfilled),
+    )
+
+
+async def occupancy(
+    reader: Reader, slot_id: str, now: datetime, own_base: str, *, ignoring: str | None = None
+) -> Occupancy:
+    """What takes the slot now, leaving out the appointment `ignoring` (the one being written)."""
+    takers = await find_all(
+        reader, own_base, "Appointment", [("slot", f"Slot/{slot_id}"), ("status", TAKING_STATUSES)]
+    )
+    return taken_by([claim_of(v.body, now, own_base) for v in takers if v.id != ignoring])
+
+
+def not_bookable(slot: Version, schedule: dict[str, Any] | None, now: datetime) -> str | None:
+    """Why the slot cannot be taken, whoever asks; None if its own state allows it."""
+    body = slot.body or {}
+    start, end = parse_instant(body.get("start")), parse_instant(body.get("end"))
+    if body.get("status") != "free":
+        return f"it is {body.get('status')}"
+    if start is None or start <= now:
+        return "it has already started"
+    if schedule is None:
+        return "its Schedule no longer exists"
+    if schedule.get("active") is False:
+        return "its Schedule is not active"
+    horizon = schedule.get("planningHorizon", {})
+    low, high = parse_instant(horizon.get("start")), parse_instant(horizon.get("end"))
+    if (low and start < low) or (high and end and end > high):
+        return "it lies outside its Schedule's planning horizon"
+    return None
+
+
+async def take(
+    tx: Transaction, slot_id: str, now: datetime, own_base: str, *, appointment_id: str | None
+) -> tuple[Version, dict[str, Any]]:
+    """Check that the slot can be taken by one more appointment; its (Slot, Schedule) if so."""
+    await tx.guard(f"Slot/{slot_id}")
+    slot = await tx.current("Slot", slot_id)
+    if slot is None or slot.deleted:
+        raise slot_gone(slot_id, "it does not exist")
+    schedule_id = (slot.body or {}).get("schedule", {}).get("reference", "").rpartition("/")[2]
+    schedule = await tx.current("Schedule", schedule_id)
+    reason = not_bookable(slot, None if schedule is None else schedule.body, now)
+    if reason:
+        raise slot_gone(slot_id, reason)
+    taken = await occupancy(tx, slot_id, now, own_base, ignoring=appointment_id)
+    if taken.taken >= capacity(slot.body or {}):
+        raise slot_gone(slot_id, "it is already taken" if taken.holds == 0 else "it is on hold")
+    return slot, (schedule.body if schedule else None) or {}
+
+
+def slot_gone(slot_id: str, reason: str) -> outcome.FhirError:
+    return outcome.conflict(f"Slot/{slot_id} cannot be booked: {reason}", code="business-rule")
+
+
+async def settle_status(
+    tx: Transaction, slot_id: str, now: datetime, own_base: str, rules: writes.WriteRules
+) -> None:
+    """After a booking or a release: `busy` when bookings fill the slot, `free` when they no
+    longer do. A status the owner set (busy-unavailable, busy-tentative) is left as it is."""
+    slot = await tx.current("Slot", slot_id)
+    if slot is None or slot.deleted or not slot.body:
+        return
+    status = slot.body.get("status")
+    if status not in ("free", "busy"):
+        return
+    bookings = (await occupancy(tx, slot_id, now, own_base)).bookings
+    wanted = "busy" if bookings >= capacity(slot.body) else "free"
+    if wanted != status:
+        await writes.update(
+            tx, {**slot.body, "status": wanted}, slot_id, own_base=own_base, rules=rules
+        )
