@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from fastapi import FastAPI
 
 from server.api import errors, metadata, rest, scheduling
 from server.config import Settings
-from server.scheduling.policy import Policy
+from server.scheduling.policy import Policy, utc_now
 from server.store.base import Store
 from server.store.mongo import MongoStore
 from server.store.sqlite import SqliteStore
@@ -22,12 +22,16 @@ def make_store(settings: Settings) -> Store:
     return SqliteStore(settings.sqlite_path, own_base=settings.fhir_base)
 
 
-def make_policy(settings: Settings) -> Policy:
+def make_policy(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Policy:
     codes = frozenset(c.strip() for c in settings.vaccination_codes.split(",") if c.strip())
-    return Policy(hold=timedelta(seconds=settings.hold_seconds), vaccination_codes=codes)
+    return Policy(
+        hold=timedelta(seconds=settings.hold_seconds), vaccination_codes=codes, clock=clock
+    )
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> FastAPI:
+    """`clock` is what scheduling reads the time from: tests move it forward to expire holds."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = make_store(settings)
@@ -45,7 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
         description="Open, interoperable FHIR R4B scheduling server",
     )
     app.state.settings = settings
-    app.state.policy = make_policy(settings)
+    app.state.policy = make_policy(settings, clock)
     errors.install(app)
     app.include_router(metadata.router)
     app.include_router(scheduling.router)  # before rest: `$find` is not a resource id

@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -76,9 +77,27 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     return Settings(base_url=BASE, data_dir=tmp_path / "store", max_body_bytes=64 * 1024)
 
 
+class TimeTravel:
+    """The real clock, moved forward on demand: how a test sees a hold expire."""
+
+    def __init__(self) -> None:
+        self.ahead = timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.ahead
+
+    def forward(self, by: timedelta) -> None:
+        self.ahead += by
+
+
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
+def time_travel() -> TimeTravel:
+    return TimeTravel()
+
+
+@pytest.fixture
+async def client(settings: Settings, time_travel: TimeTravel) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, clock=time_travel.now)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:

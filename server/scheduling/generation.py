@@ -7,13 +7,15 @@ slot that equals or overlaps one of them is skipped, so running it twice creates
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from server.fhir.values import format_instant
 from server.scheduling import availability
 from server.scheduling.queries import find_all
 from server.store import writes
 from server.store.base import Transaction, Version
+
+LONGEST_SLOT = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,9 @@ async def generate(
     if not parsed:
         return Generated(0, 0)
     reference = f"Schedule/{schedule.id}"
+    since = format_instant(now - LONGEST_SLOT)  # Slot has no `end` search parameter
     existing = await find_all(
-        tx, own_base, "Slot", [("schedule", reference), ("end", f"gt{format_instant(now)}")]
+        tx, own_base, "Slot", [("schedule", reference), ("start", f"gt{since}")]
     )
     bodies = [v.body or {} for v in existing]
     planned = availability.plan_slots(body, parsed, bodies, now, reference, horizon_end=until)

@@ -1,0 +1,384 @@
+"""Recurring availability rules on a Schedule, and the Slots they describe.
+
+A Schedule carries zero or more `schedule-availability` extensions
+(`profiles/StructureDefinition-schedule-availability.json`, explained in `docs/availability.md`).
+`parse_rules` reads and checks them; `plan_slots` expands them into the free Slot bodies the
+schedule still lacks. Both are pure: no store, no HTTP, no clock (the caller passes `now`).
+
+Hours are wall-clock times in the rule's IANA time zone. Each opening range is first turned into
+two instants, then cut into slots in absolute time, so that a slot always lasts its length, also on
+the days the clocks change.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from itertools import accumulate, pairwise
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from server.fhir.outcome import invalid_one
+from server.fhir.values import STAMP, date_range
+
+URL = "https://fhir.creneau.org/StructureDefinition/schedule-availability"
+SLOT_CAPACITY = "http://fhir-registry.smarthealthit.org/StructureDefinition/slot-capacity"
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # position = date.weekday()
+RULE_PARTS = ("availableTime", "duration", "serviceType", "seats", "horizon", "timezone")
+HOURS_PARTS = ("daysOfWeek", "allDay", "availableStartTime", "availableEndTime")
+DEFAULT_ZONE = "Europe/Paris"
+DEFAULT_HORIZON = timedelta(days=28)
+MAX_HORIZON = timedelta(days=366)
+SLOT_UNITS = {"min": timedelta(minutes=1), "h": timedelta(hours=1)}
+HORIZON_UNITS = {"d": timedelta(days=1), "wk": timedelta(weeks=1)}
+TIME_OF_DAY = re.compile(r"^([01]\d|2[0-3]):([0-5]\d):([0-5]\d)$")
+
+Part = tuple[str, dict[str, Any]]  # (FHIRPath of a sub-extension, the sub-extension)
+Span = tuple[datetime, datetime]  # [start, end) as aware datetimes
+
+
+@dataclass(frozen=True)
+class Hours:
+    """One opening range on some days of the week, as wall-clock offsets from local midnight."""
+
+    days: frozenset[int]  # date.weekday(): 0 is Monday
+    opens: timedelta
+    closes: timedelta  # 24 h for allDay: the next local midnight
+
+
+@dataclass(frozen=True)
+class Rule:
+    hours: tuple[Hours, ...]
+    slot_length: timedelta
+    zone: ZoneInfo
+    seats: int = 1
+    horizon: timedelta = DEFAULT_HORIZON
+    service_type: tuple[dict[str, Any], ...] = ()
+
+
+# Reading the extension ---------------------------------------------------------------------------
+
+
+def parse_rules(schedule: dict[str, Any]) -> list[Rule]:
+    """The availability rules of a Schedule body; [] when it has none.
+
+    Raises `invalid_one` (422) naming the faulty sub-extension for a malformed rule."""
+    extensions = schedule.get("extension")
+    if not isinstance(extensions, list):
+        return []
+    return [
+        _parse_rule(extension, f"Schedule.extension[{i}]")
+        for i, extension in enumerate(extensions)
+        if isinstance(extension, dict) and extension.get("url") == URL
+    ]
+
+
+def _parse_rule(extension: dict[str, Any], where: str) -> Rule:
+    parts = _parts(extension, where, RULE_PARTS)
+    hours = tuple(_parse_hours(part) for part in parts.get("availableTime", []))
+    if not hours:
+        raise invalid_one("an availability rule needs at least one availableTime", where)
+    _check_ranges_apart(hours, where)
+    duration = _single(parts, "duration", where)
+    if duration is None:
+        raise invalid_one("an availability rule needs a duration (the slot length)", where)
+    slot_length = _slot_length(duration, hours)
+    seats, horizon, zone = (
+        _single(parts, name, where) for name in ("seats", "horizon", "timezone")
+    )
+    return Rule(
+        hours=hours,
+        slot_length=slot_length,
+        zone=_zone(zone) if zone else ZoneInfo(DEFAULT_ZONE),
+        seats=_seats(seats) if seats else 1,
+        horizon=_horizon(horizon) if horizon else DEFAULT_HORIZON,
+        service_type=tuple(
+            _value(p, "valueCodeableConcept", dict) for p in parts.get("serviceType", [])
+        ),
+    )
+
+
+def _parse_hours(part: Part) -> Hours:
+    where, extension = part
+    parts = _parts(extension, where, HOURS_PARTS)
+    days = frozenset(_day(p) for p in parts.get("daysOfWeek", []))
+    if not days:
+        raise invalid_one("availableTime needs at least one daysOfWeek", where)
+    all_day = _single(parts, "allDay", where)
+    start = _single(parts, "availableStartTime", where)
+    end = _single(parts, "availableEndTime", where)
+    if all_day and _value(all_day, "valueBoolean", bool):
+        if start or end:
+            raise invalid_one("an allDay availableTime takes no start or end time", where)
+        return Hours(days, timedelta(0), timedelta(days=1))
+    if start is None or end is None:
+        raise invalid_one(
+            "availableTime needs availableStartTime and availableEndTime, or allDay true", where
+        )
+    opens, closes = _time_of_day(start), _time_of_day(end)
+    if closes <= opens:
+        raise invalid_one(
+            f"availableTime must end after it starts, not {start[1]['valueTime']} to "
+            f"{end[1]['valueTime']}; a range cannot cross midnight: split it in two",
+            end[0],
+        )
+    return Hours(days, opens, closes)
+
+
+def _parts(extension: dict[str, Any], where: str, known: tuple[str, ...]) -> dict[str, list[Part]]:
+    """The sub-extensions by name; an unknown one is refused, as a typo would silently drop it."""
+    parts: dict[str, list[Part]] = {}
+    subs = extension.get("extension")
+    for j, sub in enumerate(subs if isinstance(subs, list) else []):
+        name = sub.get("url") if isinstance(sub, dict) else None
+        if name not in known:
+            raise invalid_one(
+                f"unknown sub-extension {name!r}: expected one of {', '.join(known)}",
+                f"{where}.extension[{j}]",
+            )
+        parts.setdefault(name, []).append((f"{where}.extension[{j}]", sub))
+    return parts
+
+
+def _single(parts: dict[str, list[Part]], name: str, where: str) -> Part | None:
+    found = parts.get(name, [])
+    if len(found) > 1:
+        raise invalid_one(f"{name} may appear only once", found[1][0])
+    return found[0] if found else None
+
+
+def _value(part: Part, key: str, kind: type) -> Any:
+    where, extension = part
+    value = extension.get(key)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise invalid_one(f"{extension['url']} needs a {key}", where)
+    return value
+
+
+def _day(part: Part) -> int:
+    code = _value(part, "valueCode", str)
+    if code not in DAYS:
+        raise invalid_one(f"unknown day {code!r} in daysOfWeek: use {', '.join(DAYS)}", part[0])
+    return DAYS.index(code)
+
+
+def _time_of_day(part: Part) -> timedelta:
+    text = _value(part, "valueTime", str)
+    match = TIME_OF_DAY.match(text)
+    if not match:
+        raise invalid_one(f"{part[1]['url']} must be a time of day hh:mm:ss, not {text!r}", part[0])
+    hours, minutes, seconds = (int(group) for group in match.groups())
+    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
+def _check_ranges_apart(hours: tuple[Hours, ...], where: str) -> None:
+    for day, name in enumerate(DAYS):
+        ranges = sorted((h.opens, h.closes) for h in hours if day in h.days)
+        if any(later[0] < earlier[1] for earlier, later in pairwise(ranges)):
+            raise invalid_one(f"availableTime ranges overlap on {name}", where)
+
+
+def _duration(part: Part, units: dict[str, timedelta]) -> timedelta:
+    where, extension = part
+    quantity = _value(part, "valueDuration", dict)
+    amount, unit = quantity.get("value"), quantity.get("code") or quantity.get("unit")
+    if unit not in units:
+        raise invalid_one(
+            f"{extension['url']} unit must be one of {', '.join(units)} (UCUM), not {unit!r}", where
+        )
+    if isinstance(amount, bool) or not isinstance(amount, int | float) or amount <= 0:
+        raise invalid_one(f"{extension['url']} must be greater than zero", where)
+    return amount * units[unit]
+
+
+def _slot_length(part: Part, hours: tuple[Hours, ...]) -> timedelta:
+    """A whole number of minutes that fits at least once in every range of the rule."""
+    length = _duration(part, SLOT_UNITS)
+    if length % timedelta(minutes=1):
+        raise invalid_one("duration must be a whole number of minutes", part[0])
+    shortest = min(h.closes - h.opens for h in hours)
+    if length > shortest:
+        raise invalid_one(
+            f"duration ({_minutes(length)} min) is longer than the shortest availableTime range "
+            f"({_minutes(shortest)} min): no slot would fit",
+            part[0],
+        )
+    return length
+
+
+def _horizon(part: Part) -> timedelta:
+    horizon = _duration(part, HORIZON_UNITS)
+    if horizon % timedelta(days=1):
+        raise invalid_one("horizon must be a whole number of days", part[0])
+    if horizon > MAX_HORIZON:
+        raise invalid_one(f"horizon is {horizon.days} days; at most {MAX_HORIZON.days}", part[0])
+    return horizon
+
+
+def _seats(part: Part) -> int:
+    seats: int = _value(part, "valuePositiveInt", int)
+    if seats < 1:
+        raise invalid_one(f"seats must be at least 1, not {seats}", part[0])
+    return seats
+
+
+def _zone(part: Part) -> ZoneInfo:
+    key = _value(part, "valueCode", str)
+    try:
+        return ZoneInfo(key)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise invalid_one(
+            f"unknown time zone {key!r}: use an IANA name such as Europe/Paris", part[0]
+        ) from None
+
+
+def _minutes(length: timedelta) -> int:
+    return int(length.total_seconds() // 60)
+
+
+# Planning the slots ------------------------------------------------------------------------------
+
+
+def plan_slots(
+    schedule: dict[str, Any],
+    rules: list[Rule],
+    existing: list[dict[str, Any]],
+    now: datetime,
+    schedule_reference: str,
+    *,
+    horizon_end: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """The new free Slot bodies the rules describe, ordered by start.
+
+    A slot is planned if it starts after `now`, ends within the window (`now` + the rule's
+    horizon, or `horizon_end` when given, never beyond `now` + 366 days, and inside the Schedule's
+    planningHorizon when it has one), and neither equals nor overlaps an `existing` Slot of any
+    status, nor one planned from an earlier-starting candidate (when rules overlap each other)."""
+    for moment in (now, horizon_end):
+        if moment is not None and moment.tzinfo is None:
+            raise ValueError("now and horizon_end must be timezone-aware")
+    occupied = _Occupied(_spans(existing))
+    fallback = tuple(schedule.get("serviceType") or ())
+    planned: list[dict[str, Any]] = []
+    reached: datetime | None = None  # the latest end among the slots planned so far
+    for start, end, rule in _candidates(schedule, rules, now, horizon_end):
+        if occupied.overlaps(start, end) or (reached is not None and start < reached):
+            continue
+        planned.append(_slot_body(start, end, rule, fallback, schedule_reference))
+        reached = end if reached is None else max(reached, end)
+    return planned
+
+
+def _candidates(
+    schedule: dict[str, Any], rules: list[Rule], now: datetime, horizon_end: datetime | None
+) -> list[tuple[datetime, datetime, Rule]]:
+    """Every slot of every rule inside its window, sorted by (start, end, rule order)."""
+    found: list[tuple[datetime, datetime, int]] = []
+    opening, closing = _planning_horizon(schedule)
+    for index, rule in enumerate(rules):
+        end = now + rule.horizon if horizon_end is None else horizon_end
+        last = min(end, now + MAX_HORIZON, closing)
+        first = max(now, opening)
+        found.extend(
+            (start, stop, index)
+            for start, stop in _rule_slots(rule, first, last)
+            if start > now and start >= opening and stop <= last
+        )
+    found.sort()
+    return [(start, end, rules[index]) for start, end, index in found]
+
+
+def _rule_slots(rule: Rule, first: datetime, last: datetime) -> Iterator[Span]:
+    """The slots of a rule on every local date from `first` to `last`, in UTC."""
+    day = first.astimezone(rule.zone).date()
+    final = last.astimezone(rule.zone).date()
+    while day <= final:
+        for hours in rule.hours:
+            if day.weekday() in hours.days:
+                yield from _range_slots(day, hours, rule)
+        day += timedelta(days=1)
+
+
+def _range_slots(day: date, hours: Hours, rule: Rule) -> Iterator[Span]:
+    """Consecutive slots from the range's opening; the last one that would not fit is dropped."""
+    start, closes = _instant(day, hours.opens, rule.zone), _instant(day, hours.closes, rule.zone)
+    while start + rule.slot_length <= closes:
+        yield start, start + rule.slot_length
+        start += rule.slot_length
+
+
+def _instant(day: date, offset: timedelta, zone: ZoneInfo) -> datetime:
+    """The UTC instant of a wall-clock time (an offset from local midnight) in a zone.
+
+    Arithmetic on aware datetimes in one zone is wall-clock arithmetic in Python, so the slots
+    are stepped in UTC. A wall time that the clock skips or repeats takes the earlier offset."""
+    wall = datetime.combine(day, time()) + offset
+    return wall.replace(tzinfo=zone).astimezone(UTC)
+
+
+def _planning_horizon(schedule: dict[str, Any]) -> Span:
+    """Schedule.planningHorizon as instants, each missing bound left open."""
+    period = schedule.get("planningHorizon")
+    period = period if isinstance(period, dict) else {}
+    opening, closing = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+    start = date_range(period["start"]) if isinstance(period.get("start"), str) else None
+    end = date_range(period["end"]) if isinstance(period.get("end"), str) else None
+    if start:
+        opening = datetime.strptime(start[0], STAMP).replace(tzinfo=UTC)
+    if end:
+        closing = datetime.strptime(end[1], STAMP).replace(tzinfo=UTC)
+    return opening, closing
+
+
+def _slot_body(
+    start: datetime,
+    end: datetime,
+    rule: Rule,
+    fallback: tuple[dict[str, Any], ...],
+    schedule_reference: str,
+) -> dict[str, Any]:
+    slot: dict[str, Any] = {"resourceType": "Slot"}
+    if rule.seats > 1:
+        slot["extension"] = [{"url": SLOT_CAPACITY, "valueInteger": rule.seats}]
+    slot["schedule"] = {"reference": schedule_reference}
+    service_type = rule.service_type or fallback
+    if service_type:
+        slot["serviceType"] = copy.deepcopy(list(service_type))
+    slot["status"] = "free"
+    slot["start"] = start.astimezone(rule.zone).isoformat(timespec="seconds")
+    slot["end"] = end.astimezone(rule.zone).isoformat(timespec="seconds")
+    return slot
+
+
+def _spans(slots: Iterable[dict[str, Any]]) -> Iterator[Span]:
+    for slot in slots:
+        start, end = _parse_instant(slot.get("start")), _parse_instant(slot.get("end"))
+        if start is not None and end is not None:
+            yield start, end
+
+
+def _parse_instant(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class _Occupied:
+    """The existing slots' time ranges, asking "does [start, end) overlap any?" in O(log n)."""
+
+    def __init__(self, spans: Iterable[Span]) -> None:
+        ordered = sorted(spans)
+        self._starts = [start for start, _ in ordered]
+        self._reach = list(accumulate((end for _, end in ordered), max))  # latest end so far
+
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        before = bisect_left(self._starts, end)  # the ranges that start before `end`
+        return before > 0 and self._reach[before - 1] > start
