@@ -66,3 +66,75 @@ async def create(client: httpx.AsyncClient, resource: dict[str, Any]) -> dict[st
 
 def ref(resource: dict[str, Any]) -> str:
     return f"{resource['resourceType']}/{resource['id']}"
+
+
+# Scheduling
+
+SERVICE_TYPE = "http://terminology.hl7.org/CodeSystem/service-type"
+CVX = "http://hl7.org/fhir/sid/cvx"
+VACCINATION = {"coding": [{"system": SERVICE_TYPE, "code": "57", "display": "Immunization"}]}
+CONSULTATION = {"coding": [{"system": SERVICE_TYPE, "code": "124", "display": "General Practice"}]}
+COMIRNATY = {"system": CVX, "code": "208"}
+VACCINE_PRODUCT = "http://fhir-registry.smarthealthit.org/StructureDefinition/vaccine-product"
+SLOT_CAPACITY = "http://fhir-registry.smarthealthit.org/StructureDefinition/slot-capacity"
+
+
+def make_location(
+    name: str = "Centre de vaccination", postal_code: str = "75020"
+) -> dict[str, Any]:
+    return {
+        "resourceType": "Location",
+        "status": "active",
+        "name": name,
+        "address": {"city": "Paris", "postalCode": postal_code, "country": "FR"},
+    }
+
+
+def make_vaccination_schedule(*actors: str, vaccine: dict[str, str] = COMIRNATY) -> dict[str, Any]:
+    return {
+        **make_schedule(actors[0], serviceType=[VACCINATION]),
+        "actor": [{"reference": actor} for actor in actors],
+        "extension": [{"url": VACCINE_PRODUCT, "valueCoding": vaccine}],
+    }
+
+
+def make_delivery(place: str, doses: int, vaccine: dict[str, str] = COMIRNATY) -> dict[str, Any]:
+    return {
+        "resourceType": "SupplyDelivery",
+        "status": "completed",
+        "destination": {"reference": place},
+        "suppliedItem": {
+            "quantity": {"value": doses, "unit": "dose"},
+            "itemCodeableConcept": {"coding": [vaccine]},
+        },
+    }
+
+
+def parameters(*pairs: tuple[str, Any]) -> dict[str, Any]:
+    """A Parameters resource: a dict value is a resource if it has a resourceType, a str is a
+    valueString, a bool a valueBoolean."""
+    entries = []
+    for name, value in pairs:
+        if isinstance(value, dict) and "resourceType" in value:
+            entries.append({"name": name, "resource": value})
+        elif isinstance(value, bool):
+            entries.append({"name": name, "valueBoolean": value})
+        elif isinstance(value, dict):
+            entries.append({"name": name, "valueReference": value})
+        else:
+            entries.append({"name": name, "valueString": value})
+    return {"resourceType": "Parameters", "parameter": entries}
+
+
+def participants(*actors: str) -> list[dict[str, Any]]:
+    return [{"actor": {"reference": actor}, "status": "accepted"} for actor in actors]
+
+
+async def operate(client: httpx.AsyncClient, path: str, *pairs: tuple[str, Any]) -> httpx.Response:
+    return await client.post(f"/fhir/{path}", json=parameters(*pairs), headers=FHIR_JSON)
+
+
+def appointment_in(response: httpx.Response) -> dict[str, Any]:
+    """The first Appointment of an operation's collection Bundle."""
+    resource: dict[str, Any] = response.json()["entry"][0]["resource"]
+    return resource

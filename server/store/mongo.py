@@ -25,7 +25,7 @@ and on `history`: (type, id, version) unique for vread, (type, _id) for a type's
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any
 
 from bson import ObjectId
@@ -33,7 +33,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure
 
 from server.fhir import outcome
 from server.fhir.indexing import IndexValues
@@ -299,10 +299,15 @@ class MongoTransaction(_MongoReader, Transaction):
 
 
 async def _create_indexes(database: AsyncDatabase[Document]) -> None:
-    """Indexes only speed searches up; none changes an answer. nx-27017, the test server, cannot
+    """The collections, then the indexes. Indexes only speed searches up; none changes an answer. nx-27017, the test server, cannot
     evaluate a compound index over `_id` (every later insert fails), so there it goes without."""
     info = await database.client.admin.command("buildInfo")
     test_server = info.get("process") == "nx_27017"
+    existing = set(await database.list_collection_names())
+    for name in ("resources", "history", "guards", "tallies"):
+        if name not in existing:  # created up front: transactions only write to them
+            with suppress(CollectionInvalid):  # another worker created it first
+                await database.create_collection(name)
     for collection, indexes in (
         (database.resources, RESOURCE_INDEXES),
         (database.history, HISTORY_INDEXES),
