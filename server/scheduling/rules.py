@@ -115,7 +115,7 @@ class SchedulingRules:
             slot, schedule = await slots.take(
                 tx, slot_id, now, self.own_base, appointment_id=body["id"]
             )
-            body = _with_times(body, slot.body or {}, len(after.slots))
+            body = _completed(body, slot.body or {}, schedule, len(after.slots))
             needs += self._dose_need(slot.body or {}, schedule)
         body = await self._doses(tx, previous, body, before, after, needs[:1], now)
         if after.booked and not (before.booked or before.fulfilled):
@@ -294,8 +294,13 @@ def _with_participant(body: Body, place: str) -> Body:
     return {**body, "participant": [*participants, added]}
 
 
-def _with_times(body: Body, slot: Body, slot_count: int) -> Body:
-    """A booked Appointment has a start and an end: a single slot's, when the client left them."""
-    if slot_count != 1 or (body.get("start") and body.get("end")):
-        return body
-    return {**body, "start": slot.get("start"), "end": slot.get("end")}
+def _completed(body: Body, slot: Body, schedule: Body, slot_count: int) -> Body:
+    """What the client left out, from its slot: the service type (from the Slot, else its
+    Schedule) and, for a single slot, its start and end."""
+    completed = dict(body)
+    service_type = slot.get("serviceType") or schedule.get("serviceType")
+    if service_type and not body.get("serviceType"):
+        completed["serviceType"] = service_type
+    if slot_count == 1 and not (body.get("start") and body.get("end")):
+        completed.update(start=slot.get("start"), end=slot.get("end"))
+    return completed

@@ -299,8 +299,9 @@ class MongoTransaction(_MongoReader, Transaction):
 
 
 async def _create_indexes(database: AsyncDatabase[Document]) -> None:
-    """The collections, then the indexes. Indexes only speed searches up; none changes an answer. nx-27017, the test server, cannot
-    evaluate a compound index over `_id` (every later insert fails), so there it goes without."""
+    """The collections, then the indexes. Indexes only speed searches up; none changes an
+    answer. nx-27017, the test server, cannot evaluate a compound index over `_id` (every later
+    insert fails), so there it goes without."""
     info = await database.client.admin.command("buildInfo")
     test_server = info.get("process") == "nx_27017"
     existing = set(await database.list_collection_names())

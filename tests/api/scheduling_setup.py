@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from tests.factories import (
+    COMIRNATY,
     CONSULTATION,
     SLOT_CAPACITY,
     create,
@@ -19,10 +20,13 @@ from tests.factories import (
     make_schedule,
     make_slot,
     make_vaccination_schedule,
+    participants,
     ref,
 )
 
 TOMORROW = datetime.now(UTC).replace(hour=8, minute=0, second=0, microsecond=0) + timedelta(days=1)
+WINDOW = {"start": TOMORROW.isoformat(), "end": (TOMORROW + timedelta(days=2)).isoformat()}
+VACCINE = f"{COMIRNATY['system']}|{COMIRNATY['code']}"
 
 
 @dataclass
@@ -73,3 +77,52 @@ async def add_slots(
         slot = await create(client, make_slot(ref(schedule), start, minutes, **extra))
         ids.append(slot["id"])
     return ids
+
+
+def booking(slot_id: str, patient: dict, **extra: object) -> dict:
+    return {
+        "resourceType": "Appointment",
+        "status": "proposed",
+        "slot": [{"reference": f"Slot/{slot_id}"}],
+        "participant": participants(ref(patient)),
+        **extra,
+    }
+
+
+async def slot_status(client: httpx.AsyncClient, slot_id: str) -> str:
+    status: str = (await client.get(f"/fhir/Slot/{slot_id}")).json()["status"]
+    return status
+
+
+def refusal(response: httpx.Response, status: int = 409) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["resourceType"] == "OperationOutcome"
+    return " ".join(issue.get("diagnostics", "") for issue in body["issue"])
+
+
+async def ledger(client: httpx.AsyncClient, place: str) -> dict[str, dict[str, Any]]:
+    """{vaccine token: {delivered, administered, reserved, available}} from $doses."""
+    response = await client.get(f"/fhir/{place}/$doses")
+    assert response.status_code == 200, response.text
+    rows = {}
+    for parameter in response.json().get("parameter", []):
+        parts = {p["name"]: p for p in parameter["part"]}
+        code = parts.pop("code")["valueCoding"]
+        rows[f"{code['system']}|{code['code']}"] = {k: v["valueInteger"] for k, v in parts.items()}
+    return rows
+
+
+async def find(client: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
+    response = await client.get("/fhir/Appointment/$find", params={**WINDOW, **params})
+    assert response.status_code == 200, response.text
+    bundle: dict[str, Any] = response.json()
+    return bundle
+
+
+def slots_of(bundle: dict[str, Any]) -> list[str]:
+    return [
+        e["resource"]["slot"][0]["reference"].split("/")[1]
+        for e in bundle.get("entry", [])
+        if e["search"]["mode"] == "match"
+    ]

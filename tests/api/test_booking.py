@@ -8,7 +8,14 @@ from datetime import timedelta
 import httpx
 
 from server.scheduling.vocabulary import BOOKING_RECORD, HOLD_EXPIRES
-from tests.api.scheduling_setup import TOMORROW, add_slots, open_practice
+from tests.api.scheduling_setup import (
+    TOMORROW,
+    add_slots,
+    booking,
+    open_practice,
+    refusal,
+    slot_status,
+)
 from tests.conftest import TimeTravel
 from tests.factories import (
     FHIR_JSON,
@@ -19,28 +26,6 @@ from tests.factories import (
     participants,
     ref,
 )
-
-
-def booking(slot_id: str, patient: dict, **extra: object) -> dict:
-    return {
-        "resourceType": "Appointment",
-        "status": "proposed",
-        "slot": [{"reference": f"Slot/{slot_id}"}],
-        "participant": participants(ref(patient)),
-        **extra,
-    }
-
-
-async def slot_status(client: httpx.AsyncClient, slot_id: str) -> str:
-    status: str = (await client.get(f"/fhir/Slot/{slot_id}")).json()["status"]
-    return status
-
-
-def refusal(response: httpx.Response, status: int = 409) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["resourceType"] == "OperationOutcome"
-    return " ".join(issue.get("diagnostics", "") for issue in body["issue"])
 
 
 async def test_book_a_proposal_takes_the_slot(client: httpx.AsyncClient) -> None:
