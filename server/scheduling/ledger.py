@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from server.fhir import outcome
-from server.fhir.values import split_reference
+from server.fhir.values import format_instant, split_reference
 from server.scheduling.claims import claim_of, dose_reservation
 from server.scheduling.queries import find_all
 from server.scheduling.vocabulary import VACCINE_PRODUCT
@@ -152,9 +152,14 @@ async def reserve(
 async def _live_holds(
     reader: Reader, place: str, now: datetime, own_base: str, ignoring: str | None
 ) -> Counter[str]:
-    """Doses held by pending appointments at the place whose hold has not expired."""
+    """Doses held by pending appointments at the place whose hold has not expired. Lapsed holds
+    stay `pending`; only those on slots still ahead are read, so they do not pile up here."""
+    upcoming = f"ge{format_instant(now)}"
     pending = await find_all(
-        reader, own_base, "Appointment", [("actor", place), ("status", "pending")]
+        reader,
+        own_base,
+        "Appointment",
+        [("actor", place), ("status", "pending"), ("date", upcoming)],
     )
     held: Counter[str] = Counter()
     for version in pending:
