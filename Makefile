@@ -20,6 +20,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/rest.py
+	$(BIN)/python bench/booking.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check server tests bench

@@ -25,7 +25,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -41,7 +41,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+def start_server(
+    data_dir: Path, port: int, workers: int, stderr: IO[bytes] | int = subprocess.DEVNULL
+) -> subprocess.Popen[bytes]:
     creneau = Path(sys.executable).parent / "creneau"
     process = subprocess.Popen(
         [
@@ -55,7 +57,7 @@ def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen[by
             str(workers),
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

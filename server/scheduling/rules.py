@@ -230,12 +230,13 @@ class SchedulingRules:
 
 
 def _slot_change_matters(previous: Body, body: Body | None) -> bool:
+    """Only these can strand an appointment: a deletion, a move, a smaller capacity, or `free`
+    on a slot that was not (marking a slot busy or blocked never can)."""
     if body is None:
         return True
-    keys = ("schedule", "start", "end", "status")
-    return any(previous.get(k) != body.get(k) for k in keys) or slots.capacity(
-        previous
-    ) != slots.capacity(body)
+    moved = any(previous.get(k) != body.get(k) for k in ("schedule", "start", "end"))
+    freed = body.get("status") == "free" and previous.get("status") != "free"
+    return moved or freed or slots.capacity(body) < slots.capacity(previous)
 
 
 def _check_capacity(body: Body) -> None:
