@@ -20,6 +20,8 @@ Indexes on `resources`, and the searches they serve:
     (type, uri.p, uri.v)             canonical urls
     (ref.ri, ref.rt)                 who refers to a resource, whatever their type
 and on `history`: (type, id, version) unique for vread, (type, _id) for a type's history.
+`guards` holds one document per guarded key (see `Transaction.guard`) and `tallies` one count per
+key (see `Transaction.tally`); both are keyed by `_id`.
 """
 
 from __future__ import annotations
