@@ -345,3 +345,67 @@ async def test_bad_operation_input_is_a_400_and_changes_nothing(client: httpx.As
     refusal(await operate(client, "Appointment/$book", ("appt-resource", invalid)), 422)
     refusal(await operate(client, "Appointment/$book", ("appt-id", "Appointment/nope")), 404)
     assert await slot_status(client, slot_id) == "free"
+
+
+async def test_operations_never_answer_500(client: httpx.AsyncClient) -> None:
+    practice = await open_practice(client)
+    (slot_id,) = await add_slots(client, practice.consultations, 1)
+    schedule, place = practice.consultations["id"], practice.place
+    paths = (
+        "Appointment/$find",
+        "Appointment/$hold",
+        "Appointment/$book",
+        "Appointment/x/$cancel",
+        f"Schedule/{schedule}/$cancel-appointments",
+        f"Schedule/{schedule}/$generate-slots",
+        f"{place}/$doses",
+    )
+    names = (
+        "start",
+        "end",
+        "appt-resource",
+        "appt-id",
+        "slot",
+        "cancelled-appt-id",
+        "reason",
+        "dry-run",
+        "service-type",
+        "created-after",
+        "horizon-end",
+        "vaccine",
+        "_count",
+        "_include",
+        "practitioner",
+        "address-postalcode",
+        "booked-by",
+    )
+    values = (
+        {"valueString": "x" * 300},
+        {"valueInteger": -1},
+        {"valueBoolean": True},
+        {"valueDateTime": "2026"},
+        {"valueReference": {"reference": "Slot/%00"}},
+        {"valueCoding": {"code": ""}},
+        {"resource": {"resourceType": "Patient"}},
+        {"resource": {"resourceType": "Appointment", "status": "booked", "participant": []}},
+        {"valueString": f"Slot/{slot_id}"},
+        {"valueCodeableConcept": {"text": ""}},
+    )
+    seen = []
+    for path in paths:
+        for name in names:
+            for value in values:
+                body = {"resourceType": "Parameters", "parameter": [{"name": name, **value}]}
+                response = await client.post(f"/fhir/{path}", json=body, headers=FHIR_JSON)
+                seen.append((path, name, str(value)[:40], response.status_code))
+                assert response.json()["resourceType"] in (
+                    "OperationOutcome",
+                    "Bundle",
+                    "Parameters",
+                    "Appointment",
+                )
+        for raw in (b"", b"[]", b"{", b'{"resourceType":"Parameters","parameter":{}}'):
+            response = await client.post(f"/fhir/{path}", content=raw, headers=FHIR_JSON)
+            seen.append((path, "raw", repr(raw), response.status_code))
+    assert [s for s in seen if s[3] >= 500] == []
+    assert await slot_status(client, slot_id) == "free"
