@@ -9,10 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from server.api.deps import Rules, SettingsDep, StoreDep
+from server.api.deps import Rules, SettingsDep, StoreDep, strict
 from server.api.negotiation import check_accept, fhir_response, read_json
 from server.api.replies import etag, version_reply
-from server.fhir import outcome, parameters, resources
+from server.fhir import operations, outcome, parameters, resources
 from server.fhir.bundles import bundle, collection_entry, search_entry
 from server.fhir.parameters import Inputs
 from server.scheduling import booking, cancellation, finding, generation, ledger
@@ -28,17 +28,30 @@ FIND_INCLUDES = {
 }
 
 
-async def _inputs(request: Request, settings: SettingsDep) -> Inputs:
-    if request.method == "GET":
-        return parameters.from_query(request.query_params.multi_items())
-    return parameters.from_body(await read_json(request, settings.max_body_bytes))
+def _inputs_of(definition_id: str) -> Any:
+    """A dependency reading an operation's inputs from the query (GET) or a Parameters body
+    (POST), as its OperationDefinition names them: an unknown input is ignored, or refused (400)
+    under `Prefer: handling=strict`, as for search parameters."""
+    known = operations.input_names(definition_id)
 
+    async def read(request: Request, settings: SettingsDep) -> Inputs:
+        bodiless = request.headers.get("content-length", "0") == "0"
+        if request.method == "GET" or (bodiless and "content-type" not in request.headers):
+            inputs = parameters.from_query(request.query_params.multi_items())
+        else:
+            inputs = parameters.from_body(await read_json(request, settings.max_body_bytes))
+        unknown = sorted(set(inputs.values) - known)
+        if unknown and strict(request):
+            raise outcome.bad_request(f"Unknown input(s) {', '.join(unknown)} for this operation")
+        return Inputs({k: v for k, v in inputs.values.items() if k in known}, known)
 
-InputsDep = Annotated[Inputs, Depends(_inputs)]
+    return Depends(read)
 
 
 @router.api_route("/Appointment/$find", methods=["GET", "POST"])
-async def find(inputs: InputsDep, store: StoreDep, rules: Rules) -> Response:
+async def find(
+    inputs: Annotated[Inputs, _inputs_of("appointment-find")], store: StoreDep, rules: Rules
+) -> Response:
     request = finding.FindRequest(
         start=inputs.instant("start", required=True),  # type: ignore[arg-type]
         end=inputs.instant("end", required=True),  # type: ignore[arg-type]
@@ -88,13 +101,17 @@ async def _included(
 
 
 @router.post("/Appointment/$hold")
-async def hold(inputs: InputsDep, store: StoreDep, rules: Rules) -> Response:
+async def hold(
+    inputs: Annotated[Inputs, _inputs_of("appointment-hold")], store: StoreDep, rules: Rules
+) -> Response:
     held = await booking.hold(store, rules, _appointment_request(inputs))
     return _appointment_reply(201, [held], rules.own_base)
 
 
 @router.post("/Appointment/$book")
-async def book(inputs: InputsDep, store: StoreDep, rules: Rules) -> Response:
+async def book(
+    inputs: Annotated[Inputs, _inputs_of("appointment-book")], store: StoreDep, rules: Rules
+) -> Response:
     cancelled_id = _local_id(inputs.text("cancelled-appt-id"), "Appointment")
     booked = await booking.book(store, rules, _appointment_request(inputs), cancelled_id)
     done = [booked.appointment] + ([booked.cancelled] if booked.cancelled else [])
@@ -102,7 +119,12 @@ async def book(inputs: InputsDep, store: StoreDep, rules: Rules) -> Response:
 
 
 @router.post("/Appointment/{appointment_id}/$cancel")
-async def cancel(appointment_id: str, inputs: InputsDep, store: StoreDep, rules: Rules) -> Response:
+async def cancel(
+    appointment_id: str,
+    inputs: Annotated[Inputs, _inputs_of("appointment-cancel")],
+    store: StoreDep,
+    rules: Rules,
+) -> Response:
     resources.check_id(appointment_id)
     reason = inputs.concept("reason")
     version, _ = await booking.cancel(store, rules, appointment_id, reason)
@@ -112,7 +134,10 @@ async def cancel(appointment_id: str, inputs: InputsDep, store: StoreDep, rules:
 
 @router.post("/Schedule/{schedule_id}/$cancel-appointments")
 async def cancel_appointments(
-    schedule_id: str, inputs: InputsDep, store: StoreDep, rules: Rules
+    schedule_id: str,
+    inputs: Annotated[Inputs, _inputs_of("schedule-cancel-appointments")],
+    store: StoreDep,
+    rules: Rules,
 ) -> Response:
     resources.check_id(schedule_id)
     reason = inputs.text("reason", required=True)
@@ -138,7 +163,11 @@ async def cancel_appointments(
 @router.api_route("/Location/{place_id}/$doses", methods=["GET", "POST"])
 @router.api_route("/Practitioner/{place_id}/$doses", methods=["GET", "POST"])
 async def doses(
-    request: Request, place_id: str, inputs: InputsDep, store: StoreDep, rules: Rules
+    request: Request,
+    place_id: str,
+    inputs: Annotated[Inputs, _inputs_of("doses")],
+    store: StoreDep,
+    rules: Rules,
 ) -> Response:
     kind = request.url.path.split("/")[-3]
     resources.check_id(place_id)
@@ -176,15 +205,12 @@ def _balance(balance: ledger.Balance) -> dict[str, Any]:
 
 @router.post("/Schedule/{schedule_id}/$generate-slots")
 async def generate_slots(
-    schedule_id: str, request: Request, store: StoreDep, rules: Rules, settings: SettingsDep
+    schedule_id: str,
+    inputs: Annotated[Inputs, _inputs_of("schedule-generate-slots")],
+    store: StoreDep,
+    rules: Rules,
 ) -> Response:
     resources.check_id(schedule_id)
-    raw = await request.body()
-    inputs = (
-        parameters.from_body(await read_json(request, settings.max_body_bytes))
-        if raw
-        else parameters.from_query([])
-    )
     until = inputs.instant("horizon-end")
 
     async def work(tx: Transaction) -> generation.Generated:
@@ -216,7 +242,9 @@ def _appointment_request(inputs: Inputs) -> booking.Request:
     slot_reference = slot.get("reference") if isinstance(slot, dict) else slot
     given = [x for x in (appointment, inputs.text("appt-id"), slot_reference) if x]
     if len(given) != 1:
-        raise outcome.bad_request("Give exactly one of appt-resource, appt-id or slot")
+        names = ("appt-resource", "appt-id", "slot")
+        offered = " or ".join(n for n in names if n in inputs.known)
+        raise outcome.bad_request(f"Give exactly one of {offered}")
     return booking.Request(
         appointment=appointment,
         appointment_id=_local_id(inputs.text("appt-id"), "Appointment"),

@@ -36,3 +36,8 @@ def for_type(resource_type: str) -> list[dict[str, Any]]:
 
 def get(definition_id: str) -> dict[str, Any] | None:
     return next((d for d in definitions() if d["id"] == definition_id), None)
+
+
+def input_names(definition_id: str) -> frozenset[str]:
+    definition = get(definition_id) or {"parameter": []}
+    return frozenset(p["name"] for p in definition["parameter"] if p["use"] == "in")

@@ -20,6 +20,7 @@ class Inputs:
     """Values by parameter name: strings from a query, value[x] or resources from a body."""
 
     values: dict[str, list[Any]]
+    known: frozenset[str] = frozenset()  # the names the operation takes
 
     def all(self, name: str) -> list[Any]:
         return self.values.get(name, [])

@@ -75,6 +75,9 @@ class SchedulingRules:
             touched |= set(slot_ids(version.body or {}, self.own_base))
             for slot_id in sorted(touched):
                 await slots.settle_status(tx, slot_id, self.policy.now(), self.own_base, self)
+        elif version.type == "Slot" and previous and version.body:
+            if slots.capacity(previous) != slots.capacity(version.body):
+                await slots.settle_status(tx, version.id, self.policy.now(), self.own_base, self)
         elif version.type == "Schedule" and _availability(previous) != _availability(version.body):
             await generation.generate(tx, version, self.own_base, self, self.policy.now())
 
@@ -94,6 +97,8 @@ class SchedulingRules:
         body = _carry_server_extensions(previous, body)
         if body.get("status") == HOLDING:
             body = self._with_hold_expiry(previous, body, now)
+        else:
+            body = _without_extension(body, HOLD_EXPIRES)
         await self._check_identifiers(tx, body)
         before = claim_of(previous, now, self.own_base)
         after = claim_of(body, now, self.own_base)

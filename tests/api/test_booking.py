@@ -409,3 +409,44 @@ async def test_operations_never_answer_500(client: httpx.AsyncClient) -> None:
             seen.append((path, "raw", repr(raw), response.status_code))
     assert [s for s in seen if s[3] >= 500] == []
     assert await slot_status(client, slot_id) == "free"
+
+
+async def test_unknown_inputs_are_refused_only_under_strict_handling(
+    client: httpx.AsyncClient,
+) -> None:
+    params = {"start": TOMORROW.isoformat(), "end": (TOMORROW + timedelta(days=1)).isoformat()}
+    lenient = await client.get("/fhir/Appointment/$find", params={**params, "colour": "blue"})
+    assert lenient.status_code == 200, lenient.text
+    strict = await client.get(
+        "/fhir/Appointment/$find",
+        params={**params, "colour": "blue"},
+        headers={"Prefer": "handling=strict"},
+    )
+    assert "colour" in refusal(strict, 400)
+    practice = await open_practice(client)
+    (slot_id,) = await add_slots(client, practice.consultations, 1)
+    by_slot = await operate(client, "Appointment/$book", ("slot", {"reference": f"Slot/{slot_id}"}))
+    assert "appt-resource or appt-id" in refusal(by_slot, 400)
+
+
+async def test_a_booked_hold_drops_its_expiry_and_more_seats_reopen_a_full_slot(
+    client: httpx.AsyncClient,
+) -> None:
+    practice = await open_practice(client)
+    (slot_id,) = await add_slots(client, practice.consultations, 1)
+    hold = appointment_in(
+        await operate(client, "Appointment/$hold", ("slot", {"reference": f"Slot/{slot_id}"}))
+    )
+    finished = {**hold, "participant": participants(ref(practice.patients[0]))}
+    booked = appointment_in(await operate(client, "Appointment/$book", ("appt-resource", finished)))
+    assert HOLD_EXPIRES not in [e["url"] for e in booked["extension"]]
+    slot = (await client.get(f"/fhir/Slot/{slot_id}")).json()
+    assert slot["status"] == "busy"
+    seats = [
+        {
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/slot-capacity",
+            "valueInteger": 2,
+        }
+    ]
+    await client.put(f"/fhir/Slot/{slot_id}", json={**slot, "extension": seats}, headers=FHIR_JSON)
+    assert await slot_status(client, slot_id) == "free"
