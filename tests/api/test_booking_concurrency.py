@@ -4,13 +4,8 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,6 +14,7 @@ from server.config import Settings
 from tests.api.scheduling_setup import VACCINE, add_slots, booking, ledger, open_practice
 from tests.api.test_concurrency import skip_on_test_mongodb
 from tests.factories import FHIR_JSON, create, make_delivery, make_patient, parameters
+from tests.live import live_server
 
 RACERS = 50
 
@@ -99,30 +95,8 @@ async def test_simultaneous_holds_of_one_slot_hold_it_once(
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A live `creneau serve --workers 2` on the embedded store: two processes, one database."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    creneau = str(Path(sys.executable).parent / "creneau")
-    data = tmp_path_factory.mktemp("workers")
-    server = subprocess.Popen(
-        [creneau, "serve", "--workers", "2", "--data-dir", str(data), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/fhir/metadata").status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        server.kill()
-        pytest.fail("the server did not start")
-    yield base
-    server.terminate()
-    server.wait(timeout=20)
+    with live_server(tmp_path_factory.mktemp("workers"), "--workers", "2") as base:
+        yield base
 
 
 async def test_two_worker_processes_book_a_slot_once_and_a_dose_once(two_workers: str) -> None:

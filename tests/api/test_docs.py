@@ -6,15 +6,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.live import live_server
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 BLOCK = re.compile(r"```sh\n(.*?)```", re.DOTALL)
@@ -27,30 +25,8 @@ EXAMPLES = [
 
 @pytest.fixture(scope="module")
 def live_fhir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    data = tmp_path_factory.mktemp("docs")
-    creneau = str(Path(sys.executable).parent / "creneau")
-    server = subprocess.Popen(
-        [creneau, "serve", "--fixtures", "--data-dir", str(data), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}/fhir"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/metadata").status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        server.kill()
-        pytest.fail("the server did not start")
-    yield base
-    server.terminate()
-    server.wait(timeout=20)
+    with live_server(tmp_path_factory.mktemp("docs"), "--fixtures") as base:
+        yield f"{base}/fhir"
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the examples use curl")
