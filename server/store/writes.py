@@ -39,20 +39,6 @@ class WriteRules(Protocol):
     ) -> None: ...
 
 
-class NoRules:
-    """For stores used without a domain (store tests, tools)."""
-
-    async def before(
-        self, tx: Transaction, previous: dict[str, Any] | None, body: dict[str, Any] | None
-    ) -> dict[str, Any] | None:
-        return body
-
-    async def after(
-        self, tx: Transaction, previous: dict[str, Any] | None, version: Version
-    ) -> None:
-        return None
-
-
 def new_id() -> str:
     return str(uuid.uuid4())
 
