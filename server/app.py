@@ -6,9 +6,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
+import httpx
 from fastapi import FastAPI
 
-from server.api import errors, metadata, rest, scheduling
+from server.api import auth, errors, grants, metadata, rest, scheduling
+from server.auth.grants import GrantBook
+from server.auth.tokens import Authority
 from server.config import Settings
 from server.scheduling.policy import Policy, utc_now
 from server.store.base import Store
@@ -29,17 +32,43 @@ def make_policy(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
     )
 
 
-def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> FastAPI:
-    """`clock` is what scheduling reads the time from: tests move it forward to expire holds."""
+def make_authority(
+    settings: Settings,
+    store: Store,
+    clock: Callable[[], datetime] = utc_now,
+    http: httpx.AsyncClient | None = None,
+) -> Authority:
+    return Authority(
+        store,
+        fhir_base=settings.fhir_base,
+        token_seconds=settings.token_seconds,
+        key_rotation_seconds=settings.key_rotation_seconds,
+        signing_key_file=settings.signing_key_file,
+        http=http,
+        clock=lambda: clock().timestamp(),
+    )
+
+
+def create_app(
+    settings: Settings,
+    clock: Callable[[], datetime] = utc_now,
+    jwks_http: httpx.AsyncClient | None = None,
+) -> FastAPI:
+    """`clock` is what scheduling and tokens read the time from: tests move it forward to expire
+    holds and tokens. `jwks_http` fetches clients' JWKS URLs (tests inject a mock transport)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = make_store(settings)
         await store.open()
         app.state.store = store
+        authority = make_authority(settings, store, clock, jwks_http)
         try:
+            await authority.open()
+            app.state.authority = authority
             yield
         finally:
+            await authority.close()
             await store.close()
 
     app = FastAPI(
@@ -50,9 +79,12 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
     )
     app.state.settings = settings
     app.state.policy = make_policy(settings, clock)
+    app.state.grants = GrantBook()
     errors.install(app)
     app.include_router(metadata.router)
+    app.include_router(auth.router)  # before rest: `.well-known` is not a resource type
     app.include_router(scheduling.router)  # before rest: `$find` is not a resource id
+    app.include_router(grants.router)
     app.include_router(rest.router)
     return app
 

@@ -1,17 +1,31 @@
-"""The `creneau` command: serve, load demo fixtures."""
+"""The `creneau` command: serve, load demo fixtures, manage OAuth2 clients, issue a token."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
-from server.app import make_policy, make_store
+from server.app import make_authority, make_policy, make_store
+from server.auth import clients
 from server.config import Settings
+from server.fhir.outcome import FhirError
+from server.store.base import Store
+
+SANDBOX_WARNING = """
+************************************************************************
+*  SANDBOX: authentication is OFF. Every request acts as an admin      *
+*  client. Never expose this server to a network or to real data.      *
+************************************************************************
+"""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,14 +39,106 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument(
         "--fixtures", action="store_true", help="load the demo data set first, once (idempotent)"
     )
+    serve.add_argument("--sandbox", action="store_true", help="auth off: development only")
     fixtures = commands.add_parser("fixtures", help="load the demo data set (idempotent)")
     _store_options(fixtures)
+    _client_commands(commands)
+    token = commands.add_parser("token", help="print an access token for a stored client")
+    _store_options(token)
+    token.add_argument("--client", required=True, help="the client_id")
+    token.add_argument("--scope", help="scopes asked for (default: all the client may have)")
     args = parser.parse_args(argv)
     settings = _settings(args)
+    if args.command in ("clients", "token"):
+        _run_auth_command(parser, settings, args)
+        return
     if args.command == "fixtures" or args.fixtures:
         print(asyncio.run(_load_fixtures(settings)))
     if args.command == "serve":
         _serve(settings, args.workers)
+
+
+def _client_commands(commands: Any) -> None:
+    group = commands.add_parser("clients", help="register and manage OAuth2 client apps")
+    actions = group.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="register a client; prints it as JSON")
+    _store_options(create)
+    create.add_argument("--name", required=True)
+    create.add_argument(
+        "--owner",
+        action="append",
+        default=[],
+        help="Organization/ID or Practitioner/ID it acts for",
+    )
+    create.add_argument("--admin", action="store_true", help="the operator's client")
+    create.add_argument("--scope", help=f"allowed scopes (default {clients.BOOKING_SCOPE!r})")
+    create.add_argument("--secret", action="store_true", help="make a client secret (shown once)")
+    keys = create.add_mutually_exclusive_group()
+    keys.add_argument("--jwks-file", type=Path, help="its public keys, a JWKS (or one JWK) file")
+    keys.add_argument("--jwks-url", help="where its public keys (a JWKS) are published")
+    _store_options(actions.add_parser("list", help="every client, as JSON"))
+    for action, text in (("disable", "refuse it new tokens"), ("rotate-secret", "a new secret")):
+        command = actions.add_parser(action, help=text)
+        _store_options(command)
+        command.add_argument("client_id")
+
+
+def _run_auth_command(
+    parser: argparse.ArgumentParser, settings: Settings, args: argparse.Namespace
+) -> None:
+    try:
+        result = asyncio.run(
+            _with_store(settings, lambda store: _auth_command(store, settings, args))
+        )
+    except (FhirError, OSError, ValueError) as error:
+        parser.exit(2, f"creneau: {error}\n")
+    print(json.dumps(result, indent=2) if not isinstance(result, str) else result)
+
+
+async def _auth_command(store: Store, settings: Settings, args: argparse.Namespace) -> Any:
+    if args.command == "token":
+        authority = make_authority(settings, store)
+        await authority.open()
+        try:
+            client = await clients.get_or_raise(store, args.client)
+            return (await authority.issue(client, args.scope))["access_token"]
+        finally:
+            await authority.close()
+    if args.action == "create":
+        client, secret = await clients.create(
+            store,
+            name=args.name,
+            owners=args.owner,
+            admin=args.admin,
+            scope=args.scope,
+            secret=args.secret,
+            jwks=_jwks(args.jwks_file) if args.jwks_file else None,
+            jwks_url=args.jwks_url,
+        )
+        return {**client.public(), **({"client_secret": secret} if secret else {})}
+    if args.action == "list":
+        return [client.public() for client in await clients.list_all(store)]
+    if args.action == "disable":
+        return (await clients.disable(store, args.client_id)).public()
+    client, secret = await clients.rotate_secret(store, args.client_id)
+    return {**client.public(), "client_secret": secret}
+
+
+def _jwks(path: Path) -> dict[str, Any]:
+    """A JWKS file, or a single public JWK made into one."""
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a JWK or JWKS")
+    return data if "keys" in data else {"keys": [data]}
+
+
+async def _with_store(settings: Settings, work: Callable[[Store], Awaitable[Any]]) -> Any:
+    store = make_store(settings)
+    await store.open()
+    try:
+        return await work(store)
+    finally:
+        await store.close()
 
 
 def _store_options(parser: argparse.ArgumentParser) -> None:
@@ -42,11 +148,14 @@ def _store_options(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace) -> Settings:
     settings = Settings.from_env()
-    overrides = {
+    overrides: dict[str, Any] = {
         name: getattr(args, name)
         for name in ("host", "port", "data_dir", "mongodb_uri")
         if getattr(args, name, None) is not None
     }
+    if getattr(args, "sandbox", False):
+        overrides["sandbox"] = True
+        print(SANDBOX_WARNING, file=sys.stderr)
     return replace(settings, **overrides)
 
 

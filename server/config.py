@@ -20,6 +20,11 @@ class Settings:
     max_body_bytes: int = 2 * 1024 * 1024
     hold_seconds: int = 300
     vaccination_codes: str = ",".join(DEFAULT_VACCINATION_CODES)  # system|code, comma-separated
+    sandbox: bool = False  # auth off: every request acts as an admin client (development only)
+    token_seconds: int = 300  # access token lifetime
+    key_rotation_seconds: int = 86400  # a new signing key this often (unless signing_key_file)
+    signing_key_file: Path | None = None  # a private JWK (JSON) or PEM; no rotation then
+    cors_origins: str = ""  # comma-separated origins allowed to call from a browser
 
     @property
     def fhir_base(self) -> str:
@@ -39,9 +44,15 @@ class Settings:
             "CRENEAU_MAX_BODY_BYTES": str(self.max_body_bytes),
             "CRENEAU_HOLD_SECONDS": str(self.hold_seconds),
             "CRENEAU_VACCINATION_CODES": self.vaccination_codes,
+            "CRENEAU_SANDBOX": "1" if self.sandbox else "",
+            "CRENEAU_TOKEN_SECONDS": str(self.token_seconds),
+            "CRENEAU_KEY_ROTATION_SECONDS": str(self.key_rotation_seconds),
+            "CRENEAU_CORS_ORIGINS": self.cors_origins,
         }
         if self.mongodb_uri:
             env["CRENEAU_MONGODB_URI"] = self.mongodb_uri
+        if self.signing_key_file:
+            env["CRENEAU_SIGNING_KEY_FILE"] = str(self.signing_key_file)
         return env
 
     @classmethod
@@ -58,8 +69,17 @@ class Settings:
             ("max_body_bytes", int),
             ("hold_seconds", int),
             ("vaccination_codes", str),
+            ("sandbox", _flag),
+            ("token_seconds", int),
+            ("key_rotation_seconds", int),
+            ("signing_key_file", Path),
+            ("cors_origins", str),
         ):
             value = env.get(f"CRENEAU_{name.upper()}")
             if value:
                 overrides[name] = convert(value)
         return replace(settings, **overrides)  # type: ignore[arg-type]
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")

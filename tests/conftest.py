@@ -11,14 +11,16 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from server.app import create_app
+from server.auth import clients
 from server.config import Settings
 
 BASE = "http://test/fhir"
@@ -96,9 +98,48 @@ def time_travel() -> TimeTravel:
 
 
 @pytest.fixture
-async def client(settings: Settings, time_travel: TimeTravel) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, clock=time_travel.now)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            yield http
+async def app(settings: Settings, time_travel: TimeTravel) -> AsyncIterator[FastAPI]:
+    """The app with auth on, its lifespan running."""
+    application = create_app(settings, clock=time_travel.now)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+AppClient = Callable[..., Awaitable[httpx.AsyncClient]]
+
+
+@pytest.fixture
+async def app_client(app: FastAPI) -> AsyncIterator[AppClient]:
+    """Registers a client app and gives an HTTP client carrying its access token:
+    `await app_client(name, owners=[...], admin=False, scope=None)`."""
+    opened: list[httpx.AsyncClient] = []
+
+    async def make(
+        name: str = "booking-app",
+        *,
+        owners: tuple[str, ...] = (),
+        admin: bool = False,
+        scope: str | None = None,
+    ) -> httpx.AsyncClient:
+        registered, _ = await clients.create(
+            app.state.store, name=name, owners=owners, admin=admin, scope=scope, secret=True
+        )
+        token = await app.state.authority.issue(registered)
+        http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://test",
+            headers={"Authorization": f"Bearer {token['access_token']}"},
+        )
+        http.client_id = registered.client_id  # type: ignore[attr-defined]
+        opened.append(http)
+        return http
+
+    yield make
+    for http in opened:
+        await http.aclose()
+
+
+@pytest.fixture
+async def client(app_client: AppClient) -> httpx.AsyncClient:
+    """The operator's admin client: what the black-box suite runs as, with auth on."""
+    return await app_client("operator", admin=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import subprocess
 import sys
@@ -42,3 +44,27 @@ def live_server(data_dir: Path, *options: str) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def admin_token(data_dir: Path, base: str) -> str:
+    """An admin client registered with `creneau clients create` and a token from `creneau token`,
+    on the store of the live server at `base`, as an operator would get them."""
+    creneau = str(Path(sys.executable).parent / "creneau")
+    env = {**os.environ, "CRENEAU_PORT": base.rsplit(":", 1)[1]}
+    store = ["--data-dir", str(data_dir)]
+    made = subprocess.run(
+        [creneau, "clients", "create", "--name", "operator", "--admin", *store],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    client_id = json.loads(made.stdout)["client_id"]
+    token = subprocess.run(
+        [creneau, "token", "--client", client_id, *store],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    return token.stdout.strip()

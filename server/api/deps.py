@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from server.api.interactions import Interactions
+from server.auth.access import Access
+from server.auth.caller import Caller, sandbox
 from server.config import Settings
-from server.scheduling.policy import Agent
+from server.fhir import outcome
+from server.fhir.values import format_instant
 from server.scheduling.rules import SchedulingRules
 from server.store.base import Store
+
+ON_BEHALF_OF = "x-on-behalf-of"
+PERSON_TYPES = ("Practitioner", "PractitionerRole", "Patient", "RelatedPerson")
 
 
 def _settings(request: Request) -> Settings:
@@ -23,17 +29,54 @@ def _store(request: Request) -> Store:
     return store
 
 
-def _rules(request: Request) -> SchedulingRules:
+async def _caller(request: Request) -> Caller:
+    """Who calls: the client its bearer token names (401 without a valid one), or the sandbox."""
+    if _settings(request).sandbox:
+        return sandbox()
+    caller: Caller = await request.app.state.authority.caller(
+        request.headers.get("authorization"), on_behalf_of=_on_behalf_of(request)
+    )
+    request.state.caller = caller  # for the audit of refusals
+    return caller
+
+
+def _on_behalf_of(request: Request) -> dict[str, Any] | None:
+    """The person operating the app, from `X-On-Behalf-Of: Practitioner/123`."""
+    value = request.headers.get(ON_BEHALF_OF)
+    if not value:
+        return None
+    kind, _, ident = value.strip().partition("/")
+    if kind not in PERSON_TYPES or not ident:
+        raise outcome.bad_request(
+            f"X-On-Behalf-Of names a {', '.join(PERSON_TYPES)} as Type/id, not {value[:60]!r}"
+        )
+    return {"reference": f"{kind}/{ident}"}
+
+
+async def _access(request: Request) -> Access:
+    caller = await _caller(request)
+    if caller.admin:
+        return Access(caller)
+    now = format_instant(request.app.state.policy.now())
+    grants = await request.app.state.grants.of(_store(request), caller.client_id)
+    return Access.of(caller, grants, now)
+
+
+async def _rules(request: Request, access: Annotated[Access, Depends(_access)]) -> SchedulingRules:
     """The scheduling rules for this request's writes, on behalf of whoever makes it."""
-    return SchedulingRules(request.app.state.policy, Agent(), _settings(request).fhir_base)
+    return SchedulingRules(request.app.state.policy, access, _settings(request).fhir_base)
 
 
-def _interactions(request: Request) -> Interactions:
-    return Interactions(_store(request), _settings(request).fhir_base, _rules(request))
+async def _interactions(
+    request: Request, rules: Annotated[SchedulingRules, Depends(_rules)]
+) -> Interactions:
+    return Interactions(_store(request), _settings(request).fhir_base, rules, rules.access)
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 StoreDep = Annotated[Store, Depends(_store)]
+CallerDep = Annotated[Caller, Depends(_caller)]
+AccessDep = Annotated[Access, Depends(_access)]
 Rules = Annotated[SchedulingRules, Depends(_rules)]
 Fhir = Annotated[Interactions, Depends(_interactions)]
 

@@ -31,7 +31,7 @@ def install(app: FastAPI) -> None:
 
 
 async def _fhir_error(request: Request, error: FhirError) -> Response:
-    return fhir_response(error.status, error.outcome())
+    return fhir_response(error.status, error.outcome(), headers=error.headers or None)
 
 
 async def _http_error(request: Request, error: HTTPException) -> Response:

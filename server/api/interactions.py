@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlencode
 import jsonpatch
 
 from server.api.replies import Reply, version_reply
+from server.auth.access import DIRECTORY, Access, forbidden
 from server.fhir import outcome, resources, summary
 from server.fhir.bundles import bundle, history_entry, search_entry
 from server.fhir.search import Parser, SearchRequest
@@ -29,18 +30,21 @@ class Interactions:
     store: Store
     base: str
     rules: writes.WriteRules
+    access: Access
 
     # reads
 
     async def read(
         self, resource_type: str, resource_id: str, reader: Reader | None = None
     ) -> Reply:
+        self._scope(resource_type, "r")
         current = await self._live(reader or self.store, resource_type, resource_id)
         return version_reply(200, current, self.base)
 
     async def vread(self, resource_type: str, resource_id: str, version_id: str) -> Reply:
         resources.check_type(resource_type)
         resources.check_id(resource_id)
+        self._scope(resource_type, "r")
         if not version_id.isdecimal() or len(version_id) > 18:
             raise outcome.not_found(
                 f"No version {version_id[:20]!r} of {resource_type}/{resource_id}"
@@ -50,6 +54,7 @@ class Interactions:
             raise outcome.not_found(
                 f"{resource_type}/{resource_id}/_history/{version_id} not found"
             )
+        await self._exists(resource_type, resource_id)  # hidden: 404, whatever the version
         if version.deleted:
             raise outcome.gone(f"{resource_type}/{resource_id} was deleted in version {version_id}")
         return version_reply(200, version, self.base)
@@ -66,8 +71,9 @@ class Interactions:
         if resource_type is None:
             raise outcome.bad_request("Search across all types is not supported: name a type")
         resources.check_type(resource_type)
+        self._scope(resource_type, "s")
         request = self.parser(strict).parse(resource_type, params)
-        result = await searching.search(reader or self.store, request, self.base)
+        result = await searching.search(reader or self.store, request, self.base, self.access)
         return Reply(200, self._searchset(request, result, params, self_url))
 
     def _searchset(
@@ -111,7 +117,10 @@ class Interactions:
         if resource_type is not None:
             resources.check_type(resource_type)
         if resource_id is not None:
+            self._scope(resource_type or "", "r")
             await self._exists(resource_type or "", resource_id)
+        else:
+            self._whole_history(resource_type)
         options = dict(params)
         count = min(int(options["_count"]), 1000) if options.get("_count", "").isdecimal() else 50
         since = None
@@ -146,6 +155,7 @@ class Interactions:
         assigned_id: str | None = None,
     ) -> Reply:
         resources.check_type(resource_type)
+        self._scope(resource_type, "c")
         resource = resources.validate(body, resource_type)
         if if_none_exist:
             await tx.guard(f"{resource_type}?{if_none_exist}")
@@ -154,6 +164,7 @@ class Interactions:
                 raise outcome.precondition_failed("If-None-Exist matches several resources")
             if existing:
                 return version_reply(200, existing[0], self.base, location=True)
+        await self.access.check_write(tx, None, resource, self.base)
         version = await writes.create(
             tx, resource, own_base=self.base, rules=self.rules, resource_id=assigned_id
         )
@@ -175,6 +186,9 @@ class Interactions:
             raise outcome.bad_request(
                 f"The resource id {resource.get('id')!r} must equal the URL id {resource_id!r}"
             )
+        previous = await self._previous(tx, resource_type, resource_id)
+        self._scope(resource_type, "u" if previous is not None else "c")
+        await self.access.check_write(tx, previous, resource, self.base)
         version, created = await writes.update(
             tx, resource, resource_id, own_base=self.base, rules=self.rules, if_match=if_match
         )
@@ -190,6 +204,7 @@ class Interactions:
         if_match: int | None = None,
     ) -> Reply:
         resources.check_type(resource_type)
+        self._scope(resource_type, "s")
         await tx.guard(f"{resource_type}?{query}")
         matches = await self._matching(tx, resource_type, query)
         if len(matches) > 1:
@@ -237,6 +252,10 @@ class Interactions:
     ) -> Reply:
         resources.check_type(resource_type)
         resources.check_id(resource_id)
+        self._scope(resource_type, "d")
+        previous = await self._previous(tx, resource_type, resource_id)
+        if previous is not None:
+            await self.access.check_write(tx, previous, None, self.base)
         tombstone = await writes.delete(
             tx, resource_type, resource_id, rules=self.rules, if_match=if_match
         )
@@ -245,6 +264,7 @@ class Interactions:
 
     async def conditional_delete(self, tx: Transaction, resource_type: str, query: str) -> Reply:
         resources.check_type(resource_type)
+        self._scope(resource_type, "s")
         matches = await self._matching(tx, resource_type, query)
         if len(matches) > 1:
             raise outcome.precondition_failed("The conditional delete matches several resources")
@@ -264,7 +284,7 @@ class Interactions:
         request = self.parser(strict=True).parse(resource_type, params)
         request.count = CONDITIONAL_LIMIT
         request.total = "none"
-        return (await searching.search(reader, request, self.base)).page.versions
+        return (await searching.search(reader, request, self.base, self.access)).page.versions
 
     async def _live(self, reader: Reader, resource_type: str, resource_id: str) -> Version:
         current = await self._exists(resource_type, resource_id, reader)
@@ -278,9 +298,35 @@ class Interactions:
         resources.check_type(resource_type)
         resources.check_id(resource_id)
         current = await (reader or self.store).current(resource_type, resource_id)
-        if current is None:
+        if current is None or not self._may_see(current):
             raise outcome.not_found(f"{resource_type}/{resource_id} not found")
         return current
+
+    def _may_see(self, version: Version) -> bool:
+        """A deleted resource shows as gone (410) only to who may see what it was."""
+        if self.access.admin or version.type in DIRECTORY:
+            return True
+        return version.body is not None and self.access.can_read(version.type, version.body)
+
+    async def _previous(
+        self, reader: Reader, resource_type: str, resource_id: str
+    ) -> dict[str, Any] | None:
+        current = await reader.current(resource_type, resource_id)
+        return current.body if current is not None and not current.deleted else None
+
+    def _scope(self, resource_type: str, permission: str) -> None:
+        self.access.caller.scopes.require(resource_type, permission)
+
+    def _whole_history(self, resource_type: str | None) -> None:
+        """Type and system history list every version of everything: they cannot be filtered
+        by owner, so only admin clients read them, or the history of directory types."""
+        self._scope(resource_type or "*", "s")
+        if self.access.admin or (resource_type in DIRECTORY):
+            return
+        raise forbidden(
+            "The history of a whole type or of the server is for admin clients; "
+            "read the history of each resource instead"
+        )
 
 
 def _ignored_outcome(names: list[str]) -> dict[str, Any]:

@@ -9,10 +9,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from server.api.deps import Rules, SettingsDep, StoreDep, strict
-from server.api.negotiation import check_accept, fhir_response, read_json
+from server.api.deps import Rules, StoreDep
+from server.api.inputs import inputs_of
+from server.api.negotiation import check_accept, fhir_response
 from server.api.replies import etag, version_reply
-from server.fhir import operations, outcome, parameters, resources
+from server.auth import labels, owners
+from server.auth.access import Access
+from server.fhir import outcome, resources
 from server.fhir.bundles import bundle, collection_entry, search_entry
 from server.fhir.parameters import Inputs
 from server.scheduling import booking, cancellation, finding, generation, ledger
@@ -28,29 +31,11 @@ FIND_INCLUDES = {
 }
 
 
-def _inputs_of(definition_id: str) -> Any:
-    """A dependency reading an operation's inputs from the query (GET) or a Parameters body
-    (POST), as its OperationDefinition names them: an unknown input is ignored, or refused (400)
-    under `Prefer: handling=strict`, as for search parameters."""
-    known = operations.input_names(definition_id)
-
-    async def read(request: Request, settings: SettingsDep) -> Inputs:
-        bodiless = request.headers.get("content-length", "0") == "0"
-        if request.method == "GET" or (bodiless and "content-type" not in request.headers):
-            inputs = parameters.from_query(request.query_params.multi_items())
-        else:
-            inputs = parameters.from_body(await read_json(request, settings.max_body_bytes))
-        unknown = sorted(set(inputs.values) - known)
-        if unknown and strict(request):
-            raise outcome.bad_request(f"Unknown input(s) {', '.join(unknown)} for this operation")
-        return Inputs({k: v for k, v in inputs.values.items() if k in known}, known)
-
-    return Depends(read)
-
-
 @router.api_route("/Appointment/$find", methods=["GET", "POST"])
 async def find(
-    inputs: Annotated[Inputs, _inputs_of("appointment-find")], store: StoreDep, rules: Rules
+    inputs: Annotated[Inputs, inputs_of("appointment-find", ("Slot", "s"))],
+    store: StoreDep,
+    rules: Rules,
 ) -> Response:
     request = finding.FindRequest(
         start=inputs.instant("start", required=True),  # type: ignore[arg-type]
@@ -64,7 +49,7 @@ async def find(
         count=inputs.integer("_count", 50),
     )
     includes = [_include(value) for value in inputs.all("_include")]
-    offers = await finding.find(store, rules.policy, rules.own_base, request)
+    offers = await finding.find(store, rules.policy, rules.own_base, request, rules.access)
     entries = [
         {
             "fullUrl": f"urn:uuid:{uuid.uuid4()}",
@@ -102,7 +87,9 @@ async def _included(
 
 @router.post("/Appointment/$hold")
 async def hold(
-    inputs: Annotated[Inputs, _inputs_of("appointment-hold")], store: StoreDep, rules: Rules
+    inputs: Annotated[Inputs, inputs_of("appointment-hold", ("Appointment", "c"))],
+    store: StoreDep,
+    rules: Rules,
 ) -> Response:
     held = await booking.hold(store, rules, _appointment_request(inputs))
     return _appointment_reply(201, [held], rules.own_base)
@@ -110,7 +97,9 @@ async def hold(
 
 @router.post("/Appointment/$book")
 async def book(
-    inputs: Annotated[Inputs, _inputs_of("appointment-book")], store: StoreDep, rules: Rules
+    inputs: Annotated[Inputs, inputs_of("appointment-book", ("Appointment", "c"))],
+    store: StoreDep,
+    rules: Rules,
 ) -> Response:
     cancelled_id = _local_id(inputs.text("cancelled-appt-id"), "Appointment")
     booked = await booking.book(store, rules, _appointment_request(inputs), cancelled_id)
@@ -121,7 +110,7 @@ async def book(
 @router.post("/Appointment/{appointment_id}/$cancel")
 async def cancel(
     appointment_id: str,
-    inputs: Annotated[Inputs, _inputs_of("appointment-cancel")],
+    inputs: Annotated[Inputs, inputs_of("appointment-cancel", ("Appointment", "u"))],
     store: StoreDep,
     rules: Rules,
 ) -> Response:
@@ -135,7 +124,7 @@ async def cancel(
 @router.post("/Schedule/{schedule_id}/$cancel-appointments")
 async def cancel_appointments(
     schedule_id: str,
-    inputs: Annotated[Inputs, _inputs_of("schedule-cancel-appointments")],
+    inputs: Annotated[Inputs, inputs_of("schedule-cancel-appointments", ("Appointment", "u"))],
     store: StoreDep,
     rules: Rules,
 ) -> Response:
@@ -165,7 +154,7 @@ async def cancel_appointments(
 async def doses(
     request: Request,
     place_id: str,
-    inputs: Annotated[Inputs, _inputs_of("doses")],
+    inputs: Annotated[Inputs, inputs_of("doses", ("SupplyDelivery", "r"))],
     store: StoreDep,
     rules: Rules,
 ) -> Response:
@@ -174,6 +163,9 @@ async def doses(
     place = await store.current(kind, place_id)
     if place is None or place.deleted:
         raise outcome.not_found(f"{kind}/{place_id} not found")
+    place_owners = await owners.of_actor(store, f"{kind}/{place_id}", rules.own_base)
+    if not (rules.access.admin or place_owners & rules.access.discover):
+        raise _hidden_doses(rules.access, kind, place_id)
     wanted = inputs.tokens("vaccine")
     balances = await ledger.balances(
         store, f"{kind}/{place_id}", rules.policy.now(), rules.own_base
@@ -186,6 +178,29 @@ async def doses(
     return fhir_response(
         200, {"resourceType": "Parameters", "parameter": [_balance(b) for b in rows]}
     )
+
+
+def _hidden_doses(access: Access, kind: str, place_id: str) -> outcome.FhirError:
+    return outcome.FhirError(
+        403,
+        [
+            outcome.Issue(
+                "forbidden",
+                f"Client {access.client_id} may not read the doses of {kind}/{place_id}: "
+                "its owner has not granted it discover",
+            )
+        ],
+    )
+
+
+async def _owned_schedule(tx: Transaction, access: Access, schedule_id: str) -> Version:
+    """The Schedule, for its owners' clients and those it granted manage (404 if hidden)."""
+    schedule = await tx.current("Schedule", schedule_id)
+    if schedule is None or schedule.deleted:
+        raise outcome.not_found(f"Schedule/{schedule_id} not found")
+    access.readable("Schedule", schedule_id, schedule.body)
+    access.require_manage(labels.owners(schedule.body), f"Schedule/{schedule_id}")
+    return schedule
 
 
 def _balance(balance: ledger.Balance) -> dict[str, Any]:
@@ -206,7 +221,7 @@ def _balance(balance: ledger.Balance) -> dict[str, Any]:
 @router.post("/Schedule/{schedule_id}/$generate-slots")
 async def generate_slots(
     schedule_id: str,
-    inputs: Annotated[Inputs, _inputs_of("schedule-generate-slots")],
+    inputs: Annotated[Inputs, inputs_of("schedule-generate-slots", ("Slot", "c"))],
     store: StoreDep,
     rules: Rules,
 ) -> Response:
@@ -214,9 +229,7 @@ async def generate_slots(
     until = inputs.instant("horizon-end")
 
     async def work(tx: Transaction) -> generation.Generated:
-        schedule = await tx.current("Schedule", schedule_id)
-        if schedule is None or schedule.deleted:
-            raise outcome.not_found(f"Schedule/{schedule_id} not found")
+        schedule = await _owned_schedule(tx, rules.access, schedule_id)
         return await generation.generate(
             tx, schedule, rules.own_base, rules, rules.policy.now(), until
         )

@@ -2,6 +2,7 @@
 
     FhirError                 any failure a client should see, with an HTTP status
      ├─ bad_request      400  malformed syntax, unknown parameter under strict handling
+     ├─ (401, 403)            auth: built in `server.auth` (a 401 carries WWW-Authenticate)
      ├─ not_found        404
      ├─ method_not_allowed 405
      ├─ not_acceptable   406  a format we do not serve (XML)
@@ -45,8 +46,11 @@ def operation_outcome(issues: list[Issue]) -> dict[str, Any]:
 
 @dataclass
 class FhirError(Exception):
+    """`headers` go out with the response (a 401's `WWW-Authenticate` challenge)."""
+
     status: int
     issues: list[Issue] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return "; ".join(i.diagnostics for i in self.issues)

@@ -46,7 +46,7 @@ class Booked:
 async def hold(store: Store, rules: SchedulingRules, request: Request) -> Version:
     async def work(tx: Transaction) -> Version:
         if request.appointment_id:
-            current = await _appointment(tx, request.appointment_id)
+            current = await _appointment(tx, rules, request.appointment_id)
             return await _write(tx, rules, with_status(current.body or {}, "pending"))
         body = request.appointment or await _from_slot(tx, rules, request.slot or "")
         return await _write(tx, rules, with_status(_fresh(body), "pending"))
@@ -78,7 +78,7 @@ async def cancel(
     """The cancelled Appointment, and whether this call cancelled it (False: it already was)."""
 
     async def work(tx: Transaction) -> tuple[Version, bool]:
-        before = await _appointment(tx, appointment_id)
+        before = await _appointment(tx, rules, appointment_id)
         after = await cancel_in(tx, rules, appointment_id, reason)
         return after, after.version != before.version
 
@@ -89,7 +89,7 @@ async def cancel_in(
     tx: Transaction, rules: SchedulingRules, appointment_id: str, reason: Body
 ) -> Version:
     """Cancel inside a transaction; idempotent on an already cancelled Appointment."""
-    current = await _appointment(tx, appointment_id)
+    current = await _appointment(tx, rules, appointment_id)
     body = current.body or {}
     status = body.get("status")
     if status == "cancelled":
@@ -107,7 +107,7 @@ async def _existing(tx: Transaction, rules: SchedulingRules, request: Request) -
     carries the app's identifier (a repeated booking is not booked twice)."""
     named = request.appointment_id or (request.appointment or {}).get("id")
     if named:
-        current = await _appointment(tx, named)
+        current = await _appointment(tx, rules, named)
         status = (current.body or {}).get("status")
         if status not in ("proposed", "pending", *BOOKED):
             raise outcome.conflict(f"Appointment/{named} is {status}", code="business-rule")
@@ -119,8 +119,9 @@ async def _existing(tx: Transaction, rules: SchedulingRules, request: Request) -
             found = await find_all(
                 tx, rules.own_base, "Appointment", [("identifier", token)], limit=5
             )
-            if found:
-                return found[0]
+            mine = [v for v in found if rules.access.can_read("Appointment", v.body)]
+            if mine:
+                return mine[0]
     return None
 
 
@@ -134,9 +135,14 @@ async def _from_slot(tx: Transaction, rules: SchedulingRules, slot: str) -> Body
     return proposal(current, (schedule.body if schedule else None) or {})
 
 
-async def _appointment(tx: Transaction, appointment_id: str) -> Version:
+async def _appointment(tx: Transaction, rules: SchedulingRules, appointment_id: str) -> Version:
+    """The Appointment, if this client may see it: an app acts on its own bookings and holds
+    only; the schedule's owners on all of theirs."""
     current = await tx.current("Appointment", appointment_id)
-    if current is None:
+    seen = current is not None and (
+        rules.access.admin or rules.access.can_read("Appointment", current.body)
+    )
+    if current is None or not seen:
         raise outcome.not_found(f"Appointment/{appointment_id} not found")
     if current.deleted:
         raise outcome.gone(f"Appointment/{appointment_id} has been deleted")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from server.auth import labels
 from server.fhir import outcome
 from server.fhir.values import format_instant, parse_instant
 from server.scheduling.booking import cancel_in
@@ -51,6 +52,8 @@ async def cancel_appointments(
         schedule = await tx.current("Schedule", schedule_id)
         if schedule is None or schedule.deleted:
             raise outcome.not_found(f"Schedule/{schedule_id} not found")
+        rules.access.readable("Schedule", schedule_id, schedule.body)
+        rules.access.require_manage(labels.owners(schedule.body), f"Schedule/{schedule_id}")
         chosen = await _selected(tx, rules, schedule_id, selection)
         if dry_run:
             return Cancelled(chosen, [])

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from server.auth.access import Access
 from server.fhir import outcome
 from server.fhir.search import Parser
 from server.fhir.searchparams import registry
@@ -52,7 +53,10 @@ class Offer:
     schedule: Version
 
 
-async def find(reader: Reader, policy: Policy, own_base: str, request: FindRequest) -> list[Offer]:
+async def find(
+    reader: Reader, policy: Policy, own_base: str, request: FindRequest, access: Access
+) -> list[Offer]:
+    """The offers, among the slots this client may discover (filtered in the slot query)."""
     _check_window(request)
     actor_filters = await _actor_filters(reader, own_base, request)
     now = policy.now()
@@ -74,6 +78,9 @@ async def find(reader: Reader, policy: Policy, own_base: str, request: FindReque
         params.append(("schedule", ",".join(f"Schedule/{v.id}" for v in schedules)))
     search = Parser(registry(), strict=True, own_base=own_base).parse("Slot", params)
     search.count, search.total = SLOT_PAGE, "none"
+    hidden = access.filter("Slot")
+    if hidden is not None:
+        search.conditions.append(hidden)
     budget = _DoseBudget(reader, now, own_base)
     offers: list[Offer] = []
     while len(offers) < request.count:

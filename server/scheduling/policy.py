@@ -1,9 +1,9 @@
-"""What the operator configures about scheduling, the clock it runs on, and who is acting."""
+"""What the operator configures about scheduling, and the clock it runs on."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from server.scheduling.vocabulary import DEFAULT_VACCINATION_CODES
@@ -31,15 +31,6 @@ class Policy:
             for concept in service_types
             for coding in _codings(concept)
         )
-
-
-@dataclass(frozen=True)
-class Agent:
-    """Who makes a change: the client app (`sandbox` until auth is on) and, when the request
-    names one, the person operating it (a Reference to a Practitioner, Patient, …)."""
-
-    client_id: str = "sandbox"
-    operator: dict[str, object] | None = field(default=None)
 
 
 def _codings(concept: object) -> list[dict[str, object]]:

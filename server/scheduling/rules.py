@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from server.auth import grants, labelling, labels
+from server.auth.access import Access, forbidden
 from server.fhir import outcome
 from server.fhir.values import format_instant
-from server.scheduling import availability, generation, ledger, slots
+from server.scheduling import availability, generation, ledger, quotas, slots
 from server.scheduling.claims import (
     Claim,
     claim_of,
@@ -22,7 +24,7 @@ from server.scheduling.claims import (
     patients,
     slot_ids,
 )
-from server.scheduling.policy import Agent, Policy
+from server.scheduling.policy import Policy
 from server.scheduling.queries import find_all
 from server.scheduling.vocabulary import (
     BOOKING_RECORD,
@@ -40,19 +42,23 @@ Body = dict[str, Any]
 @dataclass(frozen=True)
 class SchedulingRules:
     policy: Policy
-    agent: Agent
+    access: Access
     own_base: str
 
     async def before(
         self, tx: Transaction, previous: Body | None, body: Body | None
     ) -> Body | None:
         kind = (body or previous or {}).get("resourceType")
+        if body is not None:
+            body = await labelling.label(tx, previous, body, self.access.client_id, self.own_base)
         if kind == "Appointment":
             return await self._appointment(tx, previous, body)
         if kind == "Slot":
             await self._slot(tx, previous, body)
         elif kind == "Schedule" and body is not None:
             availability.parse_rules(body)
+        elif kind == "Basic":
+            await grants.note_change(tx, previous, body)
         elif kind == "SupplyDelivery":
             await ledger.record(
                 tx,
@@ -71,6 +77,7 @@ class SchedulingRules:
 
     async def after(self, tx: Transaction, previous: Body | None, version: Version) -> None:
         if version.type == "Appointment":
+            await labelling.spread_to_patients(tx, version, self.own_base)
             touched = set(slot_ids(previous or {}, self.own_base))
             touched |= set(slot_ids(version.body or {}, self.own_base))
             for slot_id in sorted(touched):
@@ -120,12 +127,26 @@ class SchedulingRules:
             slot, schedule = await slots.take(
                 tx, slot_id, now, self.own_base, appointment_id=body["id"]
             )
+            self._check_may_book(slot_id, slot.body)
             body = _completed(body, slot.body or {}, schedule, len(after.slots))
             needs += self._dose_need(slot.body or {}, schedule)
         body = await self._doses(tx, previous, body, before, after, needs[:1], now)
         if after.booked and not (before.booked or before.fulfilled):
             body = _with_extension(body, self._booking_record(now))
+            await quotas.count(tx, self.access, labels.owners(body), now)
         return body
+
+    def _check_may_book(self, slot_id: str, slot: Body | None) -> None:
+        """Booking into a schedule needs its owner's `book` grant (or being the owner's own)."""
+        owner_refs = labels.owners(slot)
+        if self.access.may_book(owner_refs):
+            return
+        if not self.access.can_read("Slot", slot):
+            raise outcome.not_found(f"Slot/{slot_id} not found")
+        raise forbidden(
+            f"Client {self.access.client_id} may not book Slot/{slot_id}: "
+            "its owner has not granted it book"
+        )
 
     def _dose_need(self, slot: Body, schedule: Body) -> list[tuple[str, str]]:
         """[(place, vaccine)] when the slot is a vaccination; refused if the Schedule does not
@@ -182,10 +203,10 @@ class SchedulingRules:
     def _booking_record(self, now: datetime) -> Body:
         parts: list[Body] = [
             {"url": "bookedAt", "valueInstant": format_instant(now)},
-            {"url": "client", "valueString": self.agent.client_id},
+            {"url": "client", "valueString": self.access.client_id},
         ]
-        if self.agent.operator:
-            parts.append({"url": "operator", "valueReference": self.agent.operator})
+        if self.access.caller.on_behalf_of:
+            parts.append({"url": "operator", "valueReference": self.access.caller.on_behalf_of})
         return {"url": BOOKING_RECORD, "extension": parts}
 
     async def _check_identifiers(self, tx: Transaction, body: Body) -> None:
@@ -200,7 +221,7 @@ class SchedulingRules:
             )
             if any(version.id != body["id"] for version in same):
                 raise outcome.conflict(
-                    f"Appointment/{same[0].id} already carries the identifier {system}|{value}",
+                    f"Another Appointment already carries the identifier {system}|{value}",
                     code="duplicate",
                 )
 

@@ -4,6 +4,11 @@ A store reads current versions, old versions, history and search pages; it write
 `Transaction`, which is atomic (all of it or none of it) and isolated from concurrent writers.
 What is written (versions, meta, index values) is decided once, in `server.store.writes`, so the
 stores only persist it.
+
+Beside FHIR resources a store keeps *records*: small JSON documents that are not FHIR and have no
+history (OAuth2 clients, signing keys, client-assertion `jti`s seen), each under a `kind` and a
+`key`. A record may expire: once past its `expires_at` (Unix seconds) it is as if absent, and it
+is purged when another record of its kind is added.
 """
 
 from __future__ import annotations
@@ -124,3 +129,23 @@ class Store(Reader):
         cursor: str | None,
     ) -> Found:
         """Versions, newest first; of one resource, of one type, or of the whole server."""
+
+    @abstractmethod
+    async def record(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The live record of that kind and key, or None."""
+
+    @abstractmethod
+    async def records(self, kind: str) -> list[dict[str, Any]]:
+        """Every live record of one kind, in key order."""
+
+    @abstractmethod
+    async def put_record(self, kind: str, key: str, value: dict[str, Any]) -> None:
+        """Insert or replace a record that never expires."""
+
+    @abstractmethod
+    async def add_record(
+        self, kind: str, key: str, value: dict[str, Any], expires_at: float
+    ) -> bool:
+        """Insert a record only if none lives under that key (absent, or expired); False if one
+        does. Atomic across processes: of two concurrent adds of one key, exactly one wins (how a
+        client assertion's `jti` is refused a second time, whichever worker sees it)."""

@@ -21,11 +21,13 @@ Indexes on `resources`, and the searches they serve:
     (ref.ri, ref.rt)                 who refers to a resource, whatever their type
 and on `history`: (type, id, version) unique for vread, (type, _id) for a type's history.
 `guards` holds one document per guarded key (see `Transaction.guard`) and `tallies` one count per
-key (see `Transaction.tally`); both are keyed by `_id`.
+key (see `Transaction.tally`); both are keyed by `_id`. `records` holds the non-FHIR records
+(see `mongo_records`).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any
@@ -39,7 +41,7 @@ from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailur
 
 from server.fhir import outcome
 from server.fhir.indexing import IndexValues
-from server.store import cursors, mongo_search
+from server.store import cursors, mongo_records, mongo_search
 from server.store.base import Found, Query, Reader, Store, Transaction, Version
 
 Document = dict[str, Any]
@@ -307,7 +309,7 @@ async def _create_indexes(database: AsyncDatabase[Document]) -> None:
     info = await database.client.admin.command("buildInfo")
     test_server = info.get("process") == "nx_27017"
     existing = set(await database.list_collection_names())
-    for name in ("resources", "history", "guards", "tallies"):
+    for name in ("resources", "history", "guards", "tallies", "records"):
         if name not in existing:  # created up front: transactions only write to them
             with suppress(CollectionInvalid):  # another worker created it first
                 await database.create_collection(name)
@@ -318,6 +320,7 @@ async def _create_indexes(database: AsyncDatabase[Document]) -> None:
         for fields, unique in indexes:
             if not (test_server and "_id" in fields):
                 await collection.create_index([(f, ASCENDING) for f in fields], unique=unique)
+    await database.records.create_index(mongo_records.INDEX)
 
 
 class MongoStore(_MongoReader, Store):
@@ -387,3 +390,19 @@ class MongoStore(_MongoReader, Store):
         if len(docs) > count:
             found.next_cursor = encode_cursor({"before": str(docs[count - 1]["_id"])})
         return found
+
+    async def record(self, kind: str, key: str) -> dict[str, Any] | None:
+        return await mongo_records.one(self._db().records, kind, key, time.time())
+
+    async def records(self, kind: str) -> list[dict[str, Any]]:
+        return await mongo_records.every(self._db().records, kind, time.time())
+
+    async def put_record(self, kind: str, key: str, value: dict[str, Any]) -> None:
+        await mongo_records.put(self._db().records, kind, key, value)
+
+    async def add_record(
+        self, kind: str, key: str, value: dict[str, Any], expires_at: float
+    ) -> bool:
+        return await mongo_records.add(
+            self._db().records, kind, key, value, expires_at, time.time()
+        )

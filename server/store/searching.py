@@ -5,6 +5,7 @@ then `_include`/`_revinclude`. Only `Reader.find` differs from one store to the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from server.fhir import outcome
 from server.fhir.indexing import references
@@ -27,14 +28,39 @@ INCLUDE_LIMIT = 1000
 ITERATE_DEPTH = 4
 
 
+class Visibility(Protocol):
+    """What the caller may see: a condition added to the search of each type (the page, chains,
+    `_has`), and a check of each included resource."""
+
+    def search_filter(self, resource_type: str) -> Match | None: ...
+
+    def can_read(self, resource_type: str, body: dict[str, Any] | None) -> bool: ...
+
+
+class _Everything:
+    def search_filter(self, resource_type: str) -> Match | None:
+        return None
+
+    def can_read(self, resource_type: str, body: dict[str, Any] | None) -> bool:
+        return True
+
+
+EVERYTHING = _Everything()
+
+
 @dataclass
 class SearchResult:
     page: Found
     included: list[Version] = field(default_factory=list)
 
 
-async def search(reader: Reader, request: SearchRequest, own_base: str = "") -> SearchResult:
-    matches = await resolve(reader, request.resource_type, request.conditions, own_base)
+async def search(
+    reader: Reader,
+    request: SearchRequest,
+    own_base: str = "",
+    visible: Visibility = EVERYTHING,
+) -> SearchResult:
+    matches = await resolve(reader, request.resource_type, request.conditions, own_base, visible)
     if matches is None:
         return SearchResult(Found([], 0 if request.total != "none" else None))
     with_total = (
@@ -54,22 +80,29 @@ async def search(reader: Reader, request: SearchRequest, own_base: str = "") -> 
     ):
         page.total = len(page.versions)
     included = await include(reader, page.versions, request, own_base)
+    included = [v for v in included if visible.can_read(v.type, v.body)]
     return SearchResult(page, included)
 
 
 async def resolve(
-    reader: Reader, resource_type: str, conditions: list[Condition], own_base: str
+    reader: Reader,
+    resource_type: str,
+    conditions: list[Condition],
+    own_base: str,
+    visible: Visibility = EVERYTHING,
 ) -> list[Match] | None:
-    """Plain Matches equivalent to the conditions; None when they cannot match anything."""
-    matches: list[Match] = []
+    """Plain Matches equivalent to the conditions, and the caller's visibility condition; None
+    when they cannot match anything."""
+    hidden = visible.search_filter(resource_type)
+    matches: list[Match] = [hidden] if hidden is not None else []
     for condition in conditions:
         if isinstance(condition, Match):
             matches.append(condition)
             continue
         match = await (
-            _chain(reader, condition, own_base)
+            _chain(reader, condition, own_base, visible)
             if isinstance(condition, Chain)
-            else _has(reader, resource_type, condition, own_base)
+            else _has(reader, resource_type, condition, own_base, visible)
         )
         if match is None:
             return None
@@ -77,16 +110,20 @@ async def resolve(
     return matches
 
 
-async def _chain(reader: Reader, chain: Chain, own_base: str) -> Match | None:
-    targets = await _all(reader, chain.target_type, [chain.condition], own_base)
+async def _chain(
+    reader: Reader, chain: Chain, own_base: str, visible: Visibility
+) -> Match | None:
+    targets = await _all(reader, chain.target_type, [chain.condition], own_base, visible)
     if not targets:
         return None
     values = tuple(ReferenceValue(v.type, v.id, f"{v.type}/{v.id}") for v in targets)
     return Match(chain.param, "reference", None, values)
 
 
-async def _has(reader: Reader, resource_type: str, has: Has, own_base: str) -> Match | None:
-    sources = await _all(reader, has.source_type, [has.condition], own_base)
+async def _has(
+    reader: Reader, resource_type: str, has: Has, own_base: str, visible: Visibility
+) -> Match | None:
+    sources = await _all(reader, has.source_type, [has.condition], own_base, visible)
     param = registry().get(has.source_type, has.reference_param)
     ids = {
         target_id
@@ -102,9 +139,13 @@ async def _has(reader: Reader, resource_type: str, has: Has, own_base: str) -> M
 
 
 async def _all(
-    reader: Reader, resource_type: str, conditions: list[Condition], own_base: str
+    reader: Reader,
+    resource_type: str,
+    conditions: list[Condition],
+    own_base: str,
+    visible: Visibility,
 ) -> list[Version]:
-    matches = await resolve(reader, resource_type, conditions, own_base)
+    matches = await resolve(reader, resource_type, conditions, own_base, visible)
     if matches is None:
         return []
     found = await reader.find(Query(resource_type, matches, count=CHAIN_LIMIT + 1))

@@ -23,7 +23,7 @@ import orjson
 
 from server.fhir import outcome
 from server.fhir.indexing import IndexValues
-from server.store import cursors, sqlite_search
+from server.store import cursors, sqlite_records, sqlite_search
 from server.store.base import Found, Query, Reader, Store, Transaction, Version
 
 T = TypeVar("T")
@@ -371,7 +371,8 @@ class SqliteStore(_SqliteReader, Store):
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         first = await anyio.to_thread.run_sync(_connect, str(self.path))
-        await _when_free(lambda: anyio.to_thread.run_sync(first.executescript, SCHEMA))
+        schema = SCHEMA + sqlite_records.SCHEMA
+        await _when_free(lambda: anyio.to_thread.run_sync(first.executescript, schema))
         self._connections = [first] + [_connect(str(self.path)) for _ in range(POOL_SIZE - 1)]
         for connection in self._connections:
             self._pool.put_nowait(connection)
@@ -444,3 +445,34 @@ class SqliteStore(_SqliteReader, Store):
         if len(rows) > count:
             found.next_cursor = encode_cursor({"before": rows[count - 1][6]})
         return found
+
+    async def record(self, kind: str, key: str) -> dict[str, Any] | None:
+        now = time.time()
+        return await self._run(lambda db: sqlite_records.one(db, kind, key, now))
+
+    async def records(self, kind: str) -> list[dict[str, Any]]:
+        now = time.time()
+        return await self._run(lambda db: sqlite_records.every(db, kind, now))
+
+    async def put_record(self, kind: str, key: str, value: dict[str, Any]) -> None:
+        await self._write(lambda db: sqlite_records.put(db, kind, key, value))
+
+    async def add_record(
+        self, kind: str, key: str, value: dict[str, Any], expires_at: float
+    ) -> bool:
+        now = time.time()
+        return await self._write(
+            lambda db: sqlite_records.add(db, kind, key, value, expires_at, now)
+        )
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """One statement group in a write transaction of its own."""
+        async with self._connection() as db:
+            transaction = SqliteTransaction(db, self._writers)
+            try:
+                result = await transaction._run(fn)
+            except BaseException:
+                await transaction.finish(commit=False)
+                raise
+            await transaction.finish(commit=True)
+            return result

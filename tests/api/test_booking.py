@@ -129,7 +129,7 @@ async def test_server_managed_extensions_cannot_be_forged(client: httpx.AsyncCli
     }
     made = await create(client, forged)
     (record,) = [e for e in made["extension"] if e["url"] == BOOKING_RECORD]
-    assert {"url": "client", "valueString": "sandbox"} in record["extension"]
+    assert {"url": "client", "valueString": client.client_id} in record["extension"]
 
 
 async def test_hold_then_book(client: httpx.AsyncClient) -> None:

@@ -14,7 +14,7 @@ from server.config import Settings
 from tests.api.scheduling_setup import VACCINE, add_slots, booking, ledger, open_practice
 from tests.api.test_concurrency import skip_on_test_mongodb
 from tests.factories import FHIR_JSON, create, make_delivery, make_patient, parameters
-from tests.live import live_server
+from tests.live import admin_token, live_server
 
 RACERS = 50
 
@@ -93,14 +93,20 @@ async def test_simultaneous_holds_of_one_slot_hold_it_once(
 
 
 @pytest.fixture(scope="module")
-def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A live `creneau serve --workers 2` on the embedded store: two processes, one database."""
-    with live_server(tmp_path_factory.mktemp("workers"), "--workers", "2") as base:
-        yield base
+def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """A live `creneau serve --workers 2` on the embedded store: two processes, one database,
+    and an admin token both accept."""
+    data_dir = tmp_path_factory.mktemp("workers")
+    with live_server(data_dir, "--workers", "2") as base:
+        yield base, admin_token(data_dir, base)
 
 
-async def test_two_worker_processes_book_a_slot_once_and_a_dose_once(two_workers: str) -> None:
-    async with httpx.AsyncClient(base_url=two_workers, timeout=30) as client:
+async def test_two_worker_processes_book_a_slot_once_and_a_dose_once(
+    two_workers: tuple[str, str],
+) -> None:
+    base, token = two_workers
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, timeout=30, headers=headers) as client:
         practice = await open_practice(client, patients=1)
         (slot_id,) = await add_slots(client, practice.consultations, 1)
         racing = await book_all(client, [booking(slot_id, practice.patients[0])] * 30)

@@ -25,7 +25,7 @@ EXAMPLES = [
 
 @pytest.fixture(scope="module")
 def live_fhir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with live_server(tmp_path_factory.mktemp("docs"), "--fixtures") as base:
+    with live_server(tmp_path_factory.mktemp("docs"), "--fixtures", "--sandbox") as base:
         yield f"{base}/fhir"
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from server.auth import labels
 from server.scheduling.vocabulary import SERVER_MANAGED
 from tests.factories import FHIR_JSON
 
@@ -30,9 +31,12 @@ def load(name: str) -> dict[str, Any]:
 
 
 def without_server_meta(resource: dict[str, Any]) -> dict[str, Any]:
-    """Without what the server adds: meta's version and time, and its own records (such as who
-    booked an Appointment), the server-managed extensions."""
+    """Without what the server adds: meta's version and time, its access labels, and its own
+    records (such as who booked an Appointment), the server-managed extensions."""
     meta = {k: v for k, v in resource.get("meta", {}).items() if k not in SERVER_META}
+    security = [c for c in meta.pop("security", []) if c.get("system") not in labels.OURS]
+    if security:
+        meta["security"] = security
     trimmed = {k: v for k, v in resource.items() if k not in ("meta", "extension")}
     extensions = [e for e in resource.get("extension", []) if e["url"] not in SERVER_MANAGED]
     if extensions:

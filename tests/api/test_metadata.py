@@ -31,7 +31,10 @@ async def test_metadata_lists_the_operations_on_their_types(client: httpx.AsyncC
         "cancel-appointments": BASE + "schedule-cancel-appointments",
         "generate-slots": BASE + "schedule-generate-slots",
     }
-    assert declared["Location"] == declared["Practitioner"] == {"doses": BASE + "doses"}
+    assert declared["Location"] == {"doses": BASE + "doses"}
+    grants = {code: BASE + code for code in ("grant", "revoke", "grants")}
+    assert declared["Organization"] == grants
+    assert declared["Practitioner"] == {"doses": BASE + "doses", **grants}
     assert declared["Patient"] == declared["Slot"] == {}
 
 

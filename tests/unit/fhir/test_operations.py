@@ -25,6 +25,9 @@ LEVELS = {
     "schedule-cancel-appointments": (["Schedule"], False, True, True),
     "doses": (["Location", "Practitioner"], False, True, False),
     "schedule-generate-slots": (["Schedule"], False, True, True),
+    "grant": (["Organization", "Practitioner"], False, True, True),
+    "revoke": (["Organization", "Practitioner"], False, True, True),
+    "grants": (["Organization", "Practitioner"], False, True, False),
 }
 # id: the parameters as (use, name, min, max, type)
 PARAMETERS = {
@@ -53,6 +56,15 @@ PARAMETERS = {
         ("in", "cancelled-appt-id", 0, "1", "string"),
         ("out", "return", 1, "1", "Bundle"),
     ],
+    "grant": [
+        ("in", "client", 1, "1", "string"),
+        ("in", "access", 1, "*", "code"),
+        ("in", "quota", 0, "1", "integer"),
+        ("in", "period", 0, "1", "Period"),
+        ("out", "return", 1, "1", "Basic"),
+    ],
+    "revoke": [("in", "client", 1, "1", "string"), ("out", "return", 1, "1", "OperationOutcome")],
+    "grants": [("out", "return", 1, "1", "Bundle")],
     "appointment-cancel": [
         ("in", "reason", 1, "1", "CodeableConcept"),
         ("out", "return", 1, "1", "Appointment"),
@@ -174,7 +186,8 @@ def test_hold_takes_a_slot_reference_and_says_when_the_hold_ends() -> None:
         ("Appointment", ["book", "cancel", "find", "hold"]),
         ("Schedule", ["cancel-appointments", "generate-slots"]),
         ("Location", ["doses"]),
-        ("Practitioner", ["doses"]),
+        ("Organization", ["grant", "grants", "revoke"]),
+        ("Practitioner", ["doses", "grant", "grants", "revoke"]),
         ("Patient", []),
         ("Slot", []),
     ],

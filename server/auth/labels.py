@@ -1,0 +1,56 @@
+"""Access labels: who a resource belongs to, kept in its `meta.security`.
+
+Two code systems of ours: `owner` (an Organization or Practitioner, as `Type/id`, whose schedule
+the resource belongs to) and `client` (the app that booked or created it). The server computes
+them on every write and replaces whatever a client sent under these systems, so a client cannot
+forge access. Stored in the resource, they are indexed by the standard `_security` search
+parameter: that is how a search is filtered in the store query itself, on both stores.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.fhir.search import Match, TokenValue
+
+OWNER = "https://fhir.creneau.org/CodeSystem/owner"
+CLIENT = "https://fhir.creneau.org/CodeSystem/client"
+OURS = frozenset({OWNER, CLIENT})
+NOBODY = "-"  # an owner code no resource carries: a filter that matches nothing
+
+Body = dict[str, Any]
+
+
+def of(body: Body | None, system: str) -> frozenset[str]:
+    security = (body or {}).get("meta", {}).get("security", [])
+    return frozenset(
+        str(c.get("code")) for c in security if isinstance(c, dict) and c.get("system") == system
+    )
+
+
+def owners(body: Body | None) -> frozenset[str]:
+    return of(body, OWNER)
+
+
+def clients(body: Body | None) -> frozenset[str]:
+    return of(body, CLIENT)
+
+
+def with_labels(body: Body, owner_refs: frozenset[str], client_ids: frozenset[str]) -> Body:
+    """The body with exactly these access labels (and the client's other labels kept)."""
+    meta = dict(body.get("meta", {}))
+    kept = [c for c in meta.get("security", []) if c.get("system") not in OURS]
+    ours = [{"system": OWNER, "code": o} for o in sorted(owner_refs)]
+    ours += [{"system": CLIENT, "code": c} for c in sorted(client_ids)]
+    if kept or ours:
+        meta["security"] = kept + ours
+    else:
+        meta.pop("security", None)
+    return {**body, "meta": meta}
+
+
+def match(owner_refs: frozenset[str], client_ids: frozenset[str] = frozenset()) -> Match:
+    """A search condition: labelled with any of these owners or clients."""
+    values = [TokenValue(OWNER, o) for o in sorted(owner_refs)]
+    values += [TokenValue(CLIENT, c) for c in sorted(client_ids)]
+    return Match("_security", "token", None, tuple(values or [TokenValue(OWNER, NOBODY)]))
