@@ -107,6 +107,10 @@ class Access:
             return bool(owner_refs & self.manage)
         return False
 
+    def can_include(self, resource_type: str, body: Body | None) -> bool:
+        """An included resource shows if the token may read its type and the client see it."""
+        return self.caller.scopes.allows(resource_type, "r") and self.can_read(resource_type, body)
+
     def readable(self, resource_type: str, resource_id: str, body: Body | None) -> None:
         """404, as for a resource that does not exist: never confirm what may not be seen."""
         if not self.can_read(resource_type, body):
@@ -150,17 +154,22 @@ class Access:
                 if version is not None:
                     found = await owners.of_directory(reader, version, own_base)
                     self.require_manage(found, f"{kind}/{ident}")
-        elif kind == "Appointment" and body is not None:
-            await self._check_patients(reader, body, own_base)
         elif kind not in CLIENT_WRITTEN:
             raise forbidden(f"{kind} is written by the server or an admin client only")
 
-    async def _check_patients(self, reader: Reader, body: Body, own_base: str) -> None:
+    async def check_patients(
+        self, reader: Reader, previous: Body | None, body: Body, own_base: str
+    ) -> None:
         """An app books only for patients it may read: naming another app's patient in an
         appointment would otherwise hand it that patient's record."""
+        if self.admin:
+            return
+        known = {
+            p.get("actor", {}).get("reference") for p in (previous or {}).get("participant", [])
+        }
         for participant in body.get("participant", []):
             actor = owners.local(participant.get("actor"), own_base)
-            if actor and actor.startswith("Patient/"):
+            if actor and actor.startswith("Patient/") and actor not in known:
                 current = await reader.current("Patient", actor.split("/")[1])
                 if current is None or not self.can_read("Patient", current.body):
                     raise outcome.invalid_one(

@@ -39,6 +39,7 @@ SERVED_TYPES: tuple[str, ...] = (
     "AuditEvent",
     "Provenance",
     "Communication",
+    "Basic",  # owner grants (server.auth.grants)
 )
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 PROFILES = Path(__file__).resolve().parents[2] / "profiles"

@@ -107,6 +107,7 @@ class SchedulingRules:
         else:
             body = _without_extension(body, HOLD_EXPIRES)
         await self._check_identifiers(tx, body)
+        await self.access.check_patients(tx, previous, body, self.own_base)
         before = claim_of(previous, now, self.own_base)
         after = claim_of(body, now, self.own_base)
         if (before.booked or before.fulfilled) and body.get("status") in ("pending", "proposed"):

@@ -34,14 +34,14 @@ class Visibility(Protocol):
 
     def search_filter(self, resource_type: str) -> Match | None: ...
 
-    def can_read(self, resource_type: str, body: dict[str, Any] | None) -> bool: ...
+    def can_include(self, resource_type: str, body: dict[str, Any] | None) -> bool: ...
 
 
 class _Everything:
     def search_filter(self, resource_type: str) -> Match | None:
         return None
 
-    def can_read(self, resource_type: str, body: dict[str, Any] | None) -> bool:
+    def can_include(self, resource_type: str, body: dict[str, Any] | None) -> bool:
         return True
 
 
@@ -80,7 +80,7 @@ async def search(
     ):
         page.total = len(page.versions)
     included = await include(reader, page.versions, request, own_base)
-    included = [v for v in included if visible.can_read(v.type, v.body)]
+    included = [v for v in included if visible.can_include(v.type, v.body)]
     return SearchResult(page, included)
 
 
