@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/creneau serve --fixtures
+	$(BIN)/creneau serve --fixtures --sandbox
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

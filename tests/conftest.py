@@ -69,14 +69,18 @@ def mongodb_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     process.wait(timeout=10)
 
 
+# Tokens last a day here: tests move the clock forward (to expire holds) with the same token.
+COMMON = {"base_url": BASE, "max_body_bytes": 64 * 1024, "token_seconds": 86_400}
+
+
 @pytest.fixture(params=["sqlite", "mongo"])
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     if request.param == "mongo":
         uri = request.getfixturevalue("mongodb_uri")
         database = f"t{uuid.uuid4().hex[:12]}"
         uri = uri.replace("/?", f"/{database}?")
-        return Settings(base_url=BASE, mongodb_uri=uri, max_body_bytes=64 * 1024)
-    return Settings(base_url=BASE, data_dir=tmp_path / "store", max_body_bytes=64 * 1024)
+        return Settings(**COMMON, mongodb_uri=uri)  # type: ignore[arg-type]
+    return Settings(**COMMON, data_dir=tmp_path / "store")  # type: ignore[arg-type]
 
 
 class TimeTravel:

@@ -3,7 +3,8 @@
 A client is a booking app, an owner's own agenda software (`owners`: the Organizations and
 Practitioners it acts for), or the operator's tool (`admin`). It gets tokens with a secret
 (client_secret_basic or client_secret_post) or with a signed assertion (private_key_jwt),
-checked against its registered `jwks` or the key set at its `jwks_url`.
+checked against its registered `jwks` or the key set at its `jwks_url`. A client with none of
+them gets tokens only from the operator (`creneau token`), never at the token endpoint.
 
 A secret is 32 random bytes, shown once at creation or rotation. Only a salted scrypt hash is
 kept; a presented secret is hashed the same way and compared in constant time
@@ -173,8 +174,6 @@ def _checked_scope(scope: str) -> str:
 def _check_credentials(secret: bool, jwks: dict[str, Any] | None, jwks_url: str | None) -> None:
     if jwks is not None and jwks_url is not None:
         raise outcome.bad_request("Give a JWKS or a JWKS URL, not both")
-    if not (secret or jwks is not None or jwks_url):
-        raise outcome.bad_request("A client needs a secret, a JWKS or a JWKS URL")
     if jwks_url and not is_secure_transport(jwks_url):
         raise outcome.bad_request("A JWKS URL must be https")
     if jwks is not None:

@@ -29,7 +29,7 @@ TOKEN_URL = f"{ORIGIN}/auth/token"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 RSA_KEY = RSAKey.generate_key(2048, parameters={"kid": "rsa-1"}, private=True)
 EC_KEY = ECKey.generate_key("P-384", parameters={"kid": "ec-1"}, private=True)
-KEYS = {"RS384": RSA_KEY, "ES384": EC_KEY}
+KEYS: dict[str, RSAKey | ECKey] = {"RS384": RSA_KEY, "ES384": EC_KEY}
 OTHER_KEY = ECKey.generate_key("P-384", parameters={"kid": "ec-1"}, private=True)
 
 
@@ -111,8 +111,9 @@ class Server:
 async def serve(
     settings: Settings, time_travel: TimeTravel, remote: RemoteKeys | None = None, **changes: Any
 ) -> AsyncIterator[Server]:
-    """The app on `settings` (its store), served as https://test, its lifespan running."""
-    secure = replace(settings, base_url=f"{ORIGIN}/fhir", **changes)
+    """The app on `settings` (its store), served as https://test, its lifespan running; tokens
+    last the default 300 s unless `changes` say otherwise."""
+    secure = replace(settings, **{"base_url": f"{ORIGIN}/fhir", "token_seconds": 300, **changes})
     fetcher = httpx.AsyncClient(transport=httpx.MockTransport((remote or RemoteKeys()).handle))
     app = create_app(secure, clock=time_travel.now, jwks_http=fetcher)
     async with fetcher, app.router.lifespan_context(app):

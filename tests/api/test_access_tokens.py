@@ -4,13 +4,16 @@ for clients."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from joserfc import jws, jwt
+from joserfc.jwk import ECKey, RSAKey
 
 from server.auth import clients
 from server.config import Settings
@@ -46,7 +49,8 @@ async def crafted(server: Server, kid: str | None = "", **claims: Any) -> str:
     """A token signed with the server's own key, with some claims (or its kid) changed."""
     key = await server.authority.keys.signing_key()
     now = int(time.time())
-    body = {"iss": "https://test", "aud": "https://test/fhir", "sub": "x", "scope": "system/*.rs"}
+    body: dict[str, Any] = {"iss": "https://test", "aud": "https://test/fhir", "sub": "x"}
+    body["scope"] = "system/*.rs"
     body = {**body, "iat": now, "exp": now + 60, **claims}
     header = {"alg": key.alg, **({"kid": kid or key.kid} if kid is not None else {})}
     return jwt.encode(header, body, key.key, [key.alg])
@@ -170,3 +174,27 @@ async def test_admin_api(server: Server) -> None:
 async def test_admin_api_in_sandbox(settings: Settings, time_travel: TimeTravel) -> None:
     async with serve(settings, time_travel, sandbox=True) as server:
         assert (await server.http.get("/auth/clients")).status_code == 200
+
+
+@pytest.mark.parametrize("kind", ["rsa-pem", "ec-jwk"])
+async def test_signing_key_file(
+    settings: Settings, time_travel: TimeTravel, tmp_path: Path, kind: str
+) -> None:
+    """A configured key signs every token, is the only key published, and never rotates."""
+    path = tmp_path / "signing-key"
+    if kind == "rsa-pem":
+        path.write_bytes(RSAKey.generate_key(2048, private=True).as_pem(private=True))
+    else:
+        key = ECKey.generate_key("P-256", parameters={"kid": "file-key"}, private=True)
+        path.write_text(json.dumps(key.as_dict(private=True)))
+    async with serve(
+        settings, time_travel, signing_key_file=path, key_rotation_seconds=1
+    ) as server:
+        token = await token_for(server)
+        published = (await server.http.get("/auth/jwks")).json()["keys"]
+        assert [k["kid"] for k in published] == [kid_of(token)]
+        assert published[0]["alg"] == ("RS256" if kind == "rsa-pem" else "ES256")
+        assert "d" not in published[0]
+        time_travel.forward(timedelta(seconds=120))
+        assert kid_of(await token_for(server)) == kid_of(token)
+        assert (await server.authority.caller(f"Bearer {token}")).client_id

@@ -3,6 +3,7 @@ whether or not the server runs; what they make works at the token endpoint and o
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,26 @@ async def test_clients_and_token(
     tmp_path: Path,
 ) -> None:
     settings = settings_for_cli
+    created, signed, listed, token = await asyncio.to_thread(
+        _register_and_issue, capsys, settings, tmp_path
+    )  # in a thread: the commands run their own event loop, as from a shell
+    assert "client_secret" not in signed and signed["has_secret"] is False
+    assert {c["client_id"] for c in listed} == {created["client_id"], signed["client_id"]}
+    assert token.count(".") == 2
+    async with serve(settings, time_travel) as server:
+        caller = await server.authority.caller(f"Bearer {token}")
+        assert caller.client_id == created["client_id"]
+        assert caller.scopes.text() == "system/Slot.rs" and caller.owners == {"Practitioner/p1"}
+        basic = (created["client_id"], created["client_secret"])
+        by_secret = await server.token({"grant_type": "client_credentials"}, auth=basic)
+        assert by_secret.status_code == 200
+        by_key = await server.token(assertion_form(assertion(signed["client_id"])))
+        assert by_key.status_code == 200
+
+
+def _register_and_issue(
+    capsys: pytest.CaptureFixture[str], settings: Settings, tmp_path: Path
+) -> tuple[Any, Any, Any, Any]:
     created = run(
         capsys, settings, "clients", "create", "--name", "Agenda", "--secret",
         "--owner", "Practitioner/p1", "--scope", "system/*.read system/Slot.write",
@@ -54,22 +75,11 @@ async def test_clients_and_token(
     signed = run(
         capsys, settings, "clients", "create", "--name", "Portal", "--jwks-file", str(keys)
     )
-    assert "client_secret" not in signed and signed["has_secret"] is False
     listed = run(capsys, settings, "clients", "list")
-    assert {c["client_id"] for c in listed} == {created["client_id"], signed["client_id"]}
     token = run(
         capsys, settings, "token", "--client", created["client_id"], "--scope", "system/Slot.rs"
     )
-    assert token.count(".") == 2
-    async with serve(settings, time_travel) as server:
-        caller = await server.authority.caller(f"Bearer {token}")
-        assert caller.client_id == created["client_id"]
-        assert caller.scopes.text() == "system/Slot.rs" and caller.owners == {"Practitioner/p1"}
-        basic = (created["client_id"], created["client_secret"])
-        by_secret = await server.token({"grant_type": "client_credentials"}, auth=basic)
-        assert by_secret.status_code == 200
-        by_key = await server.token(assertion_form(assertion(signed["client_id"])))
-        assert by_key.status_code == 200
+    return created, signed, listed, token
 
 
 def test_rotate_and_disable(capsys: pytest.CaptureFixture[str], settings: Settings) -> None:
@@ -85,7 +95,7 @@ def test_rotate_and_disable(capsys: pytest.CaptureFixture[str], settings: Settin
 
 def test_bad_input_is_a_clear_error(capsys: pytest.CaptureFixture[str], settings: Settings) -> None:
     for argv in (
-        ["clients", "create", "--name", "App"],  # no credential
+        ["clients", "create", "--name", "App", "--secret", "--jwks-url", "http://app.example/k"],
         ["clients", "create", "--name", "App", "--secret", "--owner", "Patient/1"],
         ["clients", "create", "--name", "App", "--secret", "--scope", "patient/*.read"],
         ["clients", "disable", "nobody"],

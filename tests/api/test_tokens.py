@@ -268,3 +268,12 @@ async def test_assertion_at_the_five_minute_limit_is_accepted(server: Server) ->
     client, _ = await server.register(secret=False)
     signed = assertion(client.client_id, "RS384", exp=int(time.time()) + 300)
     granted(await server.token(assertion_form(signed)), clients.BOOKING_SCOPE)
+
+
+async def test_client_without_credentials_gets_no_token_here(server: Server) -> None:
+    """Such a client gets tokens from the operator only (`creneau token`)."""
+    client, _ = await server.register(secret=False, jwks=None)
+    basic = await server.token(CREDENTIALS, auth=(client.client_id, "anything"))
+    refused(basic, "invalid_client", 401)
+    refused(await server.token(assertion_form(assertion(client.client_id))), "invalid_client")
+    assert (await server.authority.issue(client))["access_token"]
