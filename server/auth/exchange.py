@@ -48,7 +48,8 @@ class TokenExchange:
         named = {name for name in (basic_id, fields.get("client_id"), sub) if name}
         if len(named) > 1:
             raise InvalidRequestError(description="The request names more than one client")
-        client = await clients.get(self._store, named.pop()) if named else None
+        client_id = named.pop() if named else ""
+        client = await clients.get(self._store, client_id) if 0 < len(client_id) <= 200 else None
         if client is None:
             return request, None
         if client.disabled:
