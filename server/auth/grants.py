@@ -71,9 +71,12 @@ def from_basic(body: dict[str, Any]) -> Grant | None:
         (i.get("value") for i in body.get("identifier", []) if i.get("system") == CLIENT_SYSTEM),
         None,
     )
-    extension = next((e for e in body.get("extension", []) if e.get("url") == GRANT), {})
-    parts = extension.get("extension", [])
-    period = next((p.get("valuePeriod") for p in parts if p.get("url") == "period"), {}) or {}
+    extension: dict[str, Any] = next(
+        (e for e in body.get("extension", []) if e.get("url") == GRANT), {}
+    )
+    parts: list[dict[str, Any]] = extension.get("extension", [])
+    given = next((p.get("valuePeriod") for p in parts if p.get("url") == "period"), None)
+    period: dict[str, Any] = given if isinstance(given, dict) else {}
     quota = next((p.get("valueInteger") for p in parts if p.get("url") == "quota"), None)
     owner = body.get("subject", {}).get("reference")
     if not client or not owner:

@@ -100,7 +100,9 @@ async def of_directory(reader: Reader, body: Body, own_base: str) -> frozenset[s
     return frozenset(found)
 
 
-async def labelled(reader: Reader, references: list[str | None]) -> tuple[frozenset[str], ...]:
+async def labelled(
+    reader: Reader, references: list[str | None]
+) -> tuple[frozenset[str], frozenset[str]]:
     """The owner and client labels of the resources referenced (`Type/id`), together."""
     keys = [tuple(r.split("/", 1)) for r in references if r]
     found = await reader.current_many([(k[0], k[1]) for k in keys if len(k) == 2])

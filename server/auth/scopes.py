@@ -38,9 +38,8 @@ def parse_one(text: str) -> Scope | None:
     resource_type, perms = found.groups()
     if perms in V1:
         return Scope(resource_type, frozenset(V1[perms]))
-    if not perms or any(c not in LETTERS for c in perms) or list(perms) != sorted(
-        perms, key=LETTERS.index
-    ):
+    ordered = "".join(c for c in LETTERS if c in perms)
+    if perms != ordered:
         return None  # v2 letters come once each, in cruds order
     return Scope(resource_type, frozenset(perms))
 

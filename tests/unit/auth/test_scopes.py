@@ -36,12 +36,7 @@ def test_v1_and_v2_forms(text: str, letters: str) -> None:
         "system/Slot.",
         "system/slot.rs",
         "system/Slot.sr",  # v2 letters in cruds order only
-        pytest.param(
-            "system/Slot.rr",
-            marks=pytest.mark.xfail(
-                strict=True, reason="scopes.parse_one lets a v2 letter repeat (reported)"
-            ),
-        ),
+        "system/Slot.rr",
         "system/Slot.x",
         "system/Slot.rs?status=free",
         "openid",
