@@ -110,9 +110,7 @@ async def resolve(
     return matches
 
 
-async def _chain(
-    reader: Reader, chain: Chain, own_base: str, visible: Visibility
-) -> Match | None:
+async def _chain(reader: Reader, chain: Chain, own_base: str, visible: Visibility) -> Match | None:
     targets = await _all(reader, chain.target_type, [chain.condition], own_base, visible)
     if not targets:
         return None

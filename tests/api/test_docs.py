@@ -50,9 +50,7 @@ def live_fhir_with_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
 @pytest.mark.parametrize(
     ("page", "number", "block"), EXAMPLES, ids=[f"{page}-{n}" for page, n, _ in EXAMPLES]
 )
-def test_example_runs(
-    request: pytest.FixtureRequest, page: str, number: int, block: str
-) -> None:
+def test_example_runs(request: pytest.FixtureRequest, page: str, number: int, block: str) -> None:
     server = "live_fhir_with_auth" if page in AUTH_ON else "live_fhir"
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", block],
