@@ -4,43 +4,74 @@ A transaction runs every entry in one store Transaction: all or nothing. Entries
 the specification sets (DELETE, POST, PUT/PATCH, GET), POSTs that others reference first;
 `urn:uuid:` full URLs are given their ids before anything runs, and every reference to them is
 rewritten. A batch runs each entry in its own transaction and reports each outcome.
+
+What needs no store is done before the store transaction opens, so that its write lock (SQLite)
+is held for the writes only: the entries are counted (`bundle_entries`), their resources
+validated, their JSON Patches decoded and tried on the resources as stored then.
 """
 
 from __future__ import annotations
 
 import base64
-from dataclasses import replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import orjson
-
-from server.api.interactions import Interactions
+from server.api.interactions import Interactions, PatchDraft
 from server.api.replies import Reply, parse_etag
-from server.fhir import outcome, resources
+from server.fhir import jsonbody, outcome, resources
 from server.fhir.bundles import bundle, response_entry
-from server.store.base import Reader, Store, Transaction
+from server.store.base import Transaction
 from server.store.writes import new_id
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
 
-async def process(fhir: Interactions, store: Store, body: Any) -> Reply:
+@dataclass
+class Step:
+    """One entry made ready before its store transaction opens: its resource validated (in a
+    transaction, once its references to other entries are rewritten), a PATCH entry's JSON
+    Patch decoded and tried on the resource as stored then."""
+
+    method: str
+    parts: list[str]  # the url's path segments: Type, id, ...
+    query: str
+    request: dict[str, Any]
+    resource: Any = None
+    assigned: str | None = None  # the Type/id a POST with a urn full URL is created as
+    operations: list[Any] = field(default_factory=list)
+    draft: PatchDraft | None = None
+
+
+async def process(fhir: Interactions, body: Any) -> Reply:
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
         raise outcome.bad_request("POST to the base takes a batch or transaction Bundle")
     kind = body.get("type")
     entries = body.get("entry", [])
     if kind not in ("batch", "transaction") or not isinstance(entries, list):
         raise outcome.bad_request("The Bundle type must be batch or transaction")
+    _check_count(entries, fhir.limits.bundle_entries)
     for position, entry in enumerate(entries):
         _check_entry(entry, position)
     if kind == "batch":
-        return Reply(
-            200, bundle("batch-response", [await _batch_entry(fhir, store, e) for e in entries])
-        )
-    async with store.transaction() as tx:
-        replies = await _transaction(fhir, tx, entries)
+        return Reply(200, bundle("batch-response", [await _batch_entry(fhir, e) for e in entries]))
+    ids = _new_ids(entries)
+    order = _execution_order(entries, ids)
+    steps = [await _transaction_step(fhir, entry, p, ids) for p, entry in enumerate(entries)]
+    async with fhir.transaction("transaction") as tx:
+        replies = await _transaction(fhir, tx, steps, order)
     return Reply(200, bundle("transaction-response", [_entry(reply) for reply in replies]))
+
+
+def _check_count(entries: list[Any], most: int) -> None:
+    if len(entries) > most:
+        raise outcome.bad_request(
+            f"The Bundle has {len(entries)} entries, more than the cap bundle_entries = {most} "
+            "(CRENEAU_LIMIT_BUNDLE_ENTRIES)",
+            "too-costly",
+        )
 
 
 def _check_entry(entry: Any, position: int) -> None:
@@ -55,55 +86,84 @@ def _check_entry(entry: Any, position: int) -> None:
         raise outcome.bad_request(f"Bundle.entry[{position}].fullUrl must be a string")
 
 
-async def _batch_entry(fhir: Interactions, store: Store, entry: dict[str, Any]) -> dict[str, Any]:
+async def _batch_entry(fhir: Interactions, entry: dict[str, Any]) -> dict[str, Any]:
     try:
-        async with store.transaction() as tx:
-            return _entry(await run(fhir, tx, entry))
+        step = await _step(fhir, entry)
+        async with fhir.transaction("batch") as tx:
+            return _entry(await run(fhir, tx, step))
     except outcome.FhirError as error:
         return response_entry(error.status, outcome=error.outcome())
 
 
+async def _transaction_step(
+    fhir: Interactions, entry: dict[str, Any], position: int, ids: dict[str, str]
+) -> Step:
+    assigned = ids.get(entry.get("fullUrl", "")) if entry["request"]["method"] == "POST" else None
+    with _at_entry(position):
+        return await _step(
+            fhir, {**entry, "resource": _rewrite(entry.get("resource"), ids)}, assigned
+        )
+
+
 async def _transaction(
-    fhir: Interactions, tx: Transaction, entries: list[dict[str, Any]]
+    fhir: Interactions, tx: Transaction, steps: list[Step], order: list[int]
 ) -> list[Reply]:
-    ids = await _assign_ids(fhir, tx, entries)
-    entries = [{**entry, "resource": _rewrite(entry.get("resource"), ids)} for entry in entries]
+    await _reuse_matches(fhir, tx, steps)
     replies: dict[int, Reply] = {}
-    for position in _execution_order(entries, ids):
-        try:
-            replies[position] = await run(
-                fhir, tx, entries[position], ids.get(entries[position].get("fullUrl", ""))
-            )
-        except outcome.FhirError as error:
-            issues = [
-                replace(i, diagnostics=f"Bundle.entry[{position}]: {i.diagnostics}")
-                for i in error.issues
-            ]
-            raise outcome.FhirError(error.status, issues) from None
-    return [replies[position] for position in range(len(entries))]
+    for position in order:
+        with _at_entry(position):
+            replies[position] = await run(fhir, tx, steps[position])
+    return [replies[position] for position in range(len(steps))]
 
 
-async def _assign_ids(
-    fhir: Interactions, reader: Reader, entries: list[dict[str, Any]]
-) -> dict[str, str]:
-    """`urn:uuid:` full URL → the `Type/id` it will have (an existing match for ifNoneExist)."""
+@contextmanager
+def _at_entry(position: int) -> Iterator[None]:
+    """An entry's error names the entry."""
+    try:
+        yield
+    except outcome.FhirError as error:
+        issues = [
+            replace(i, diagnostics=f"Bundle.entry[{position}]: {i.diagnostics}")
+            for i in error.issues
+        ]
+        raise outcome.FhirError(error.status, issues, error.headers) from None
+
+
+def _new_ids(entries: list[dict[str, Any]]) -> dict[str, str]:
+    """`urn:` full URL of a POST → the `Type/id` it will be created as, a new id (one matching
+    its ifNoneExist replaces it once the store transaction is open: `_reuse_matches`)."""
     ids: dict[str, str] = {}
-    for entry in entries:
+    for position, entry in enumerate(entries):
         full_url, request = entry.get("fullUrl", ""), entry["request"]
         if request["method"] != "POST" or not full_url.startswith("urn:"):
             continue
+        if full_url in ids:
+            raise outcome.bad_request(f"Bundle.entry[{position}].fullUrl repeats {full_url!r}")
         resource_type = request["url"].split("?")[0]
         resources.check_type(resource_type)
-        assigned = new_id()
-        if request.get("ifNoneExist"):
-            existing = await fhir._matching(reader, resource_type, request["ifNoneExist"])
-            if len(existing) == 1:
-                assigned = existing[0].id
-        ids[full_url] = f"{resource_type}/{assigned}"
+        ids[full_url] = f"{resource_type}/{new_id()}"
     return ids
 
 
+async def _reuse_matches(fhir: Interactions, tx: Transaction, steps: list[Step]) -> None:
+    """A POST whose ifNoneExist matches one resource stands for it: the references to it are
+    rewritten again, `Type/id` for `Type/id`, which keeps the resources as valid as they were."""
+    renamed: dict[str, str] = {}
+    for step in steps:
+        condition = step.request.get("ifNoneExist")
+        if step.method == "POST" and step.assigned and condition:
+            existing = await fhir._matching(tx, step.parts[0], condition)
+            if len(existing) == 1:
+                renamed[step.assigned] = f"{step.parts[0]}/{existing[0].id}"
+    if not renamed:
+        return
+    for step in steps:
+        step.resource = _rewrite(step.resource, renamed)
+        step.assigned = renamed.get(step.assigned or "", step.assigned)
+
+
 def _rewrite(node: Any, ids: dict[str, str]) -> Any:
+    """Recursion as deep as the JSON, which `jsonbody.MAX_DEPTH` bounds for every body."""
     if isinstance(node, dict):
         return {key: _rewrite(value, ids) for key, value in node.items()}
     if isinstance(node, list):
@@ -114,69 +174,142 @@ def _rewrite(node: Any, ids: dict[str, str]) -> Any:
 
 
 def _execution_order(entries: list[dict[str, Any]], ids: dict[str, str]) -> list[int]:
-    """Positions by method order; among POSTs, those referenced by other POSTs first."""
-    created = set(ids.values())
-
-    def depth(position: int, seen: frozenset[int] = frozenset()) -> int:
-        entry = entries[position]
-        if entry["request"]["method"] != "POST" or position in seen:
-            return 0
-        needed = _references(entry.get("resource")) & created
-        owners = [
-            p
-            for p, e in enumerate(entries)
-            if ids.get(entries[p].get("fullUrl", "")) in needed and p != position
-        ]
-        return 1 + max((depth(p, seen | {position}) for p in owners), default=0)
-
+    """Positions by method order; among POSTs, those referenced by other POSTs first (Slot.schedule
+    and Appointment.slot must resolve when written). Each entry and reference is walked once."""
+    posts = [p for p, entry in enumerate(entries) if entry["request"]["method"] == "POST"]
+    rank = {p: r for r, p in enumerate(_references_first(_needs(entries, posts, ids)))}
     return sorted(
-        range(len(entries)), key=lambda p: (ORDER[entries[p]["request"]["method"]], depth(p))
+        range(len(entries)), key=lambda p: (ORDER[entries[p]["request"]["method"]], rank.get(p, 0))
     )
 
 
+def _needs(
+    entries: list[dict[str, Any]], posts: list[int], ids: dict[str, str]
+) -> dict[int, list[int]]:
+    """Each POST → the other POSTs it references by their `urn:` full URL."""
+    owner = {entries[p]["fullUrl"]: p for p in posts if entries[p].get("fullUrl", "") in ids}
+    needs: dict[int, list[int]] = {}
+    for p in posts:
+        targets = {owner.get(reference) for reference in _references(entries[p].get("resource"))}
+        needs[p] = sorted(t for t in targets if t is not None and t != p)
+    return needs
+
+
+def _references_first(needs: dict[int, list[int]]) -> list[int]:
+    """The POSTs, each after those it needs. POSTs that need each other (a cycle of references:
+    valid, as FHIR gives every entry its id first) come together, in Bundle order."""
+    return [p for component in _Components(needs).found for p in sorted(component)]
+
+
+class _Components:
+    """Tarjan's strongly connected components of `needs`, each listed after those it needs;
+    walked with a stack of its own, so that no chain of references can exhaust Python's."""
+
+    def __init__(self, needs: dict[int, list[int]]) -> None:
+        self.needs = needs
+        self.index: dict[int, int] = {}
+        self.low: dict[int, int] = {}
+        self.open: list[int] = []  # visited, in a component not closed yet
+        self.is_open: set[int] = set()
+        self.found: list[list[int]] = []
+        for root in needs:
+            if root not in self.index:
+                self._walk(root)
+
+    def _walk(self, root: int) -> None:
+        path = [(root, self._enter(root))]
+        while path:
+            node, targets = path[-1]
+            target = next(targets, None)
+            if target is None:
+                path.pop()
+                self._leave(node, path[-1][0] if path else None)
+            elif target not in self.index:
+                path.append((target, self._enter(target)))
+            elif target in self.is_open:
+                self.low[node] = min(self.low[node], self.index[target])
+
+    def _enter(self, node: int) -> Iterator[int]:
+        self.index[node] = self.low[node] = len(self.index)
+        self.open.append(node)
+        self.is_open.add(node)
+        return iter(self.needs[node])
+
+    def _leave(self, node: int, parent: int | None) -> None:
+        if parent is not None:
+            self.low[parent] = min(self.low[parent], self.low[node])
+        if self.low[node] != self.index[node]:
+            return
+        component: list[int] = []
+        while not component or component[-1] != node:
+            component.append(self.open.pop())
+            self.is_open.discard(component[-1])
+        self.found.append(component)
+
+
 def _references(node: Any) -> set[str]:
-    if isinstance(node, dict):
-        found = {node["reference"]} if isinstance(node.get("reference"), str) else set()
-        return found.union(*(_references(v) for v in node.values()))
-    if isinstance(node, list):
-        return set().union(*(_references(item) for item in node))
-    return set()
+    """Every `reference` string in a resource, walked without recursion."""
+    found: set[str] = set()
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("reference"), str):
+                found.add(item["reference"])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
-async def run(
-    fhir: Interactions, tx: Transaction, entry: dict[str, Any], assigned: str | None = None
-) -> Reply:
-    """One Bundle entry, as the matching REST interaction."""
+async def _step(fhir: Interactions, entry: dict[str, Any], assigned: str | None = None) -> Step:
     request = entry["request"]
-    method, url = request["method"], urlsplit(request["url"])
+    url = urlsplit(request["url"])
     parts = [p for p in url.path.strip("/").split("/") if p]
-    resource = entry.get("resource")
-    if_match = parse_etag(request.get("ifMatch"))
     if not parts:
         raise outcome.bad_request(f"Entry url {request['url']!r} names no resource type")
-    if method == "POST":
+    step = Step(request["method"], parts, url.query, request, entry.get("resource"), assigned)
+    if step.method in ("POST", "PUT"):
+        resources.check_type(parts[0])
+        step.resource = resources.validate(step.resource, parts[0])
+    elif step.method == "PATCH":
+        if len(parts) != 2:
+            raise outcome.bad_request("A PATCH entry's url names one resource: Type/id")
+        step.operations = _patch_operations(step.resource)
+        step.draft = await fhir.patch_draft(parts[0], parts[1], step.operations)
+    return step
+
+
+async def run(fhir: Interactions, tx: Transaction, step: Step) -> Reply:
+    """One Bundle entry, as the matching REST interaction."""
+    parts, request = step.parts, step.request
+    if_match = parse_etag(request.get("ifMatch"))
+    if step.method == "POST":
         return await fhir.create(
             tx,
             parts[0],
-            resource,
+            step.resource,
             if_none_exist=request.get("ifNoneExist"),
-            assigned_id=assigned.split("/")[1] if assigned else None,
+            assigned_id=step.assigned.split("/")[1] if step.assigned else None,
+            validated=True,
         )
-    if method == "PUT":
+    if step.method == "PUT":
         if len(parts) == 1:
             return await fhir.conditional_update(
-                tx, parts[0], url.query, resource, if_match=if_match
+                tx, parts[0], step.query, step.resource, if_match=if_match, validated=True
             )
-        return await fhir.update(tx, parts[0], parts[1], resource, if_match=if_match)
-    if method == "PATCH" and len(parts) == 2:
-        return await fhir.patch(
-            tx, parts[0], parts[1], _patch_operations(resource), if_match=if_match
+        return await fhir.update(
+            tx, parts[0], parts[1], step.resource, if_match=if_match, validated=True
         )
-    if method == "DELETE":
+    if step.method == "PATCH":
+        return await fhir.patch(
+            tx, parts[0], parts[1], step.operations, if_match=if_match, draft=step.draft
+        )
+    if step.method == "DELETE":
         if len(parts) == 1:
-            return await fhir.conditional_delete(tx, parts[0], url.query)
+            return await fhir.conditional_delete(tx, parts[0], step.query)
         return await fhir.delete(tx, parts[0], parts[1], if_match=if_match)
-    return await _get(fhir, tx, parts, url.query)
+    return await _get(fhir, tx, parts, step.query)
 
 
 async def _get(fhir: Interactions, tx: Transaction, parts: list[str], query: str) -> Reply:
@@ -190,13 +323,19 @@ async def _get(fhir: Interactions, tx: Transaction, parts: list[str], query: str
 
 
 def _patch_operations(resource: Any) -> Any:
-    """A PATCH entry carries its JSON Patch as a Binary resource (base64 data)."""
-    if isinstance(resource, dict) and resource.get("resourceType") == "Binary":
-        try:
-            return orjson.loads(base64.b64decode(resource.get("data", "")))
-        except (ValueError, orjson.JSONDecodeError):
-            raise outcome.bad_request("The PATCH entry's Binary does not hold JSON Patch") from None
-    raise outcome.bad_request("A PATCH entry needs a Binary resource holding the JSON Patch")
+    """A PATCH entry carries its JSON Patch as a Binary resource (base64 data), held to the same
+    rules as a JSON Patch sent alone (`jsonbody`: depth, keys)."""
+    if not (
+        isinstance(resource, dict)
+        and resource.get("resourceType") == "Binary"
+        and isinstance(resource.get("data", ""), str)
+    ):
+        raise outcome.bad_request("A PATCH entry needs a Binary resource holding the JSON Patch")
+    try:
+        decoded = base64.b64decode(resource.get("data", ""))
+    except ValueError:
+        raise outcome.bad_request("The PATCH entry's Binary data is not base64") from None
+    return jsonbody.parse(decoded)
 
 
 def _entry(reply: Reply) -> dict[str, Any]:

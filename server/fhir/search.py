@@ -16,6 +16,7 @@ from server.fhir import outcome
 from server.fhir.resources import is_served
 from server.fhir.searchparams import Registry, SearchParam
 from server.fhir.values import date_range, normalize_string, number, split_reference
+from server.limits import Limits
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 MODIFIERS = {
@@ -28,8 +29,11 @@ MODIFIERS = {
     "uri": {"missing", "below", "above"},
 }
 DEFAULT_COUNT = 50
-MAX_COUNT = 1000
 IGNORED = {"_format", "_pretty"}
+INCLUDES = ("_include", "_include:iterate", "_revinclude", "_revinclude:iterate")
+# Result parameters: their values are not search values (commas in `_sort` and `_elements`
+# separate other things, and `_sort` has a cap of its own).
+CONTROLS = {"_count", "_sort", "_total", "_summary", "_elements", "_cursor", *INCLUDES}
 ANY_SYSTEM = "*"  # a token value without `|`: any system, or none
 
 
@@ -110,6 +114,7 @@ class SearchRequest:
     revincludes: list[Include] = field(default_factory=list)
     cursor: str | None = None
     ignored: list[str] = field(default_factory=list)
+    limits: Limits = field(default_factory=Limits)  # what its chains and includes may cost
 
 
 def split_values(raw: str) -> list[str]:
@@ -124,12 +129,22 @@ def unescape(text: str) -> str:
 
 @dataclass
 class Parser:
+    """`limits`: the caps on a client's search (docs/limits.md), checked on the raw parameters
+    before any is parsed; None for the server's own searches, whose shape its code fixes (as
+    `$find`'s OR over every practitioner of a postal code), which get the default caps on what
+    their chains and includes may cost."""
+
     registry: Registry
     strict: bool = False
     own_base: str = ""
+    limits: Limits | None = None
 
     def parse(self, resource_type: str, params: list[tuple[str, str]]) -> SearchRequest:
-        request = SearchRequest(resource_type)
+        if self.limits is not None:
+            check_costs(params, self.limits)
+        limits = self.limits or Limits()
+        request = SearchRequest(resource_type, count=min(DEFAULT_COUNT, limits.page_size))
+        request.limits = limits
         for name, value in params:
             if name in IGNORED:
                 continue
@@ -152,7 +167,7 @@ class Parser:
     def _control(self, request: SearchRequest, name: str, value: str) -> bool:
         """Apply a result parameter; False if `name` is not one."""
         if name == "_count":
-            request.count = _count(value)
+            request.count = count_value(value, request.limits.page_size)
         elif name == "_sort":
             request.sort = [self._sort_key(request.resource_type, key) for key in value.split(",")]
         elif name == "_total":
@@ -167,7 +182,7 @@ class Parser:
             request.summary = value
         elif name == "_elements":
             request.elements = [e.strip() for e in value.split(",") if e.strip()]
-        elif name in ("_include", "_include:iterate", "_revinclude", "_revinclude:iterate"):
+        elif name in INCLUDES:
             include = self._include(value, iterate=name.endswith(":iterate"))
             (request.includes if name.startswith("_include") else request.revincludes).append(
                 include
@@ -291,10 +306,43 @@ class Parser:
         return ReferenceValue(None, None, text)
 
 
-def _count(value: str) -> int:
-    if not value.isdecimal():
-        raise outcome.bad_request(f"_count must be a whole number, not {value!r}")
-    return min(int(value), MAX_COUNT)
+def count_value(value: str, maximum: int) -> int:
+    """A `_count`, clamped to `maximum` (a server may return fewer), however long it is."""
+    if not (value.isascii() and value.isdecimal()):
+        raise outcome.bad_request(f"_count must be a whole number, not {value[:40]!r}")
+    digits = value.lstrip("0")
+    return maximum if len(digits) > len(str(maximum)) else min(int(digits or "0"), maximum)
+
+
+def check_costs(params: list[tuple[str, str]], limits: Limits) -> None:
+    """Refuse, from the raw parameters, a search that asks for more than the caps allow."""
+    _at_most(len(params), limits.search_params, "search parameters", "search_params")
+    includes = sum(1 for name, _ in params if name in INCLUDES)
+    _at_most(includes, limits.include_params, "_include and _revinclude", "include_params")
+    for name, value in params:
+        if name == "_sort":
+            _at_most(len(value.split(",")), limits.sort_keys, "_sort keys", "sort_keys")
+        elif name not in CONTROLS and name not in IGNORED:
+            _check_condition(name, value, limits)
+
+
+def _check_condition(name: str, value: str, limits: Limits) -> None:
+    links = name.count(".") + name.count("_has:")
+    shown = repr(name[:60])
+    _at_most(links, limits.chain_depth, f"links in the chain {shown}", "chain_depth")
+    values = split_values(value)
+    _at_most(len(values), limits.or_values, f"values of {shown}", "or_values")
+    longest = max(len(v) for v in values)
+    _at_most(longest, limits.value_chars, f"characters in a value of {shown}", "value_chars")
+
+
+def _at_most(asked: int, cap: int, what: str, name: str) -> None:
+    if asked > cap:
+        raise too_costly(f"{asked} {what}: at most {cap} (limit {name})")
+
+
+def too_costly(message: str) -> outcome.FhirError:
+    return outcome.bad_request(message, "too-costly")
 
 
 def token_value(text: str) -> TokenValue:

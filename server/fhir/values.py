@@ -1,11 +1,13 @@
 """Normal forms shared by the index (what is stored) and the search (what is asked).
 
 Dates become closed UTC ranges of fixed-width ISO strings, so that plain string comparison in any
-store orders them correctly; strings lose case and accents; references split into type and id.
+store orders them correctly (clamped to the years 1 to 9999: `9999-12-31T23:59:59-14:00` ends at
+the last instant of 9999 UTC); strings lose case and accents; references split into type and id.
 """
 
 from __future__ import annotations
 
+import calendar
 import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
@@ -38,39 +40,55 @@ def date_range(text: str) -> tuple[str, str] | None:
     parts = match.groupdict()
     try:
         low, high = _bounds(parts)
+        offset = _offset(parts["tz"])
     except ValueError:
         return None
-    tz = parts["tz"]
-    if tz and tz != "Z":
-        sign = 1 if tz[0] == "+" else -1
-        offset = timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])) * sign
-        low, high = low - offset, high - offset
-    return stamp(low), stamp(high)
+    return stamp(_in_utc(low, offset)), stamp(_in_utc(high, offset))
 
 
 def _bounds(parts: dict[str, str | None]) -> tuple[datetime, datetime]:
+    """First and last instants of the precision given, by replacing fields, never by adding
+    time (which overflows at the end of 9999)."""
     year = int(parts["year"] or 0)
     if parts["month"] is None:
-        return datetime(year, 1, 1), datetime(year + 1, 1, 1) - _TICK
+        return datetime(year, 1, 1), _end_of_day(datetime(year, 12, 31))
     month = int(parts["month"])
     if parts["day"] is None:
         start = datetime(year, month, 1)
-        following = datetime(year + (month == 12), month % 12 + 1, 1)
-        return start, following - _TICK
+        return start, _end_of_day(start.replace(day=calendar.monthrange(year, month)[1]))
     day = datetime(year, month, int(parts["day"]))
     if parts["hour"] is None:
-        return day, day + timedelta(days=1) - _TICK
+        return day, _end_of_day(day)
     minute = day.replace(hour=int(parts["hour"]), minute=int(parts["minute"] or 0))
     if parts["second"] is None:
-        return minute, minute + timedelta(minutes=1) - _TICK
+        return minute, minute.replace(second=59, microsecond=999999)
     second = minute.replace(second=int(parts["second"]))
     if parts["fraction"] is None:
-        return second, second + timedelta(seconds=1) - _TICK
+        return second, second.replace(microsecond=999999)
     exact = second.replace(microsecond=int((parts["fraction"][1:] + "000000")[:6]))
     return exact, exact
 
 
-_TICK = timedelta(microseconds=1)
+def _end_of_day(day: datetime) -> datetime:
+    return day.replace(hour=23, minute=59, second=59, microsecond=999999)
+
+
+def _offset(tz: str | None) -> timedelta:
+    """A time-zone offset, at most 14:00 either way as FHIR allows; ValueError beyond."""
+    if not tz or tz == "Z":
+        return timedelta(0)
+    hours, minutes = int(tz[1:3]), int(tz[4:6])
+    if minutes > 59 or hours * 60 + minutes > 14 * 60:
+        raise ValueError(f"time-zone offset {tz} out of range")
+    return timedelta(hours=hours, minutes=minutes) * (1 if tz[0] == "+" else -1)
+
+
+def _in_utc(local: datetime, offset: timedelta) -> datetime:
+    """The UTC instant of a local time, clamped to the first or last instant a datetime holds."""
+    try:
+        return local - offset
+    except OverflowError:
+        return datetime.min if offset > timedelta(0) else datetime.max
 
 
 def stamp(moment: datetime) -> str:
@@ -113,7 +131,8 @@ def parse_instant(text: object) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        moment.astimezone(UTC)  # an instant UTC cannot hold (0001-01-01T00:00+14:00) is none
+    except (ValueError, OverflowError):
         return None
     return moment if moment.tzinfo is not None else None
 

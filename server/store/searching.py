@@ -1,5 +1,9 @@
 """Searches the stores share: chains and `_has` resolved into plain Matches, then the page,
 then `_include`/`_revinclude`. Only `Reader.find` differs from one store to the other.
+
+What a chain, a `_has` or the includes would read beyond the request's limits
+(`chain_matches`, `included`) is refused with 400 `too-costly`, never cut short: a page or a
+condition answered in part would be a wrong answer.
 """
 
 from __future__ import annotations
@@ -7,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from server.fhir import outcome
 from server.fhir.indexing import references
 from server.fhir.search import (
     ANY_SYSTEM,
@@ -19,12 +22,11 @@ from server.fhir.search import (
     ReferenceValue,
     SearchRequest,
     TokenValue,
+    too_costly,
 )
 from server.fhir.searchparams import registry
 from server.store.base import Found, Query, Reader, Version
 
-CHAIN_LIMIT = 5000
-INCLUDE_LIMIT = 1000
 ITERATE_DEPTH = 4
 
 
@@ -60,7 +62,10 @@ async def search(
     own_base: str = "",
     visible: Visibility = EVERYTHING,
 ) -> SearchResult:
-    matches = await resolve(reader, request.resource_type, request.conditions, own_base, visible)
+    cap = request.limits.chain_matches
+    matches = await resolve(
+        reader, request.resource_type, request.conditions, own_base, visible, cap=cap
+    )
     if matches is None:
         return SearchResult(Found([], 0 if request.total != "none" else None))
     with_total = (
@@ -90,9 +95,11 @@ async def resolve(
     conditions: list[Condition],
     own_base: str,
     visible: Visibility = EVERYTHING,
+    *,
+    cap: int,
 ) -> list[Match] | None:
     """Plain Matches equivalent to the conditions, and the caller's visibility condition; None
-    when they cannot match anything."""
+    when they cannot match anything. A chain or `_has` may match at most `cap` resources."""
     hidden = visible.search_filter(resource_type)
     matches: list[Match] = [hidden] if hidden is not None else []
     for condition in conditions:
@@ -100,9 +107,9 @@ async def resolve(
             matches.append(condition)
             continue
         match = await (
-            _chain(reader, condition, own_base, visible)
+            _chain(reader, condition, own_base, visible, cap)
             if isinstance(condition, Chain)
-            else _has(reader, resource_type, condition, own_base, visible)
+            else _has(reader, resource_type, condition, own_base, visible, cap)
         )
         if match is None:
             return None
@@ -110,8 +117,10 @@ async def resolve(
     return matches
 
 
-async def _chain(reader: Reader, chain: Chain, own_base: str, visible: Visibility) -> Match | None:
-    targets = await _all(reader, chain.target_type, [chain.condition], own_base, visible)
+async def _chain(
+    reader: Reader, chain: Chain, own_base: str, visible: Visibility, cap: int
+) -> Match | None:
+    targets = await _all(reader, chain.target_type, [chain.condition], own_base, visible, cap)
     if not targets:
         return None
     values = tuple(ReferenceValue(v.type, v.id, f"{v.type}/{v.id}") for v in targets)
@@ -119,9 +128,9 @@ async def _chain(reader: Reader, chain: Chain, own_base: str, visible: Visibilit
 
 
 async def _has(
-    reader: Reader, resource_type: str, has: Has, own_base: str, visible: Visibility
+    reader: Reader, resource_type: str, has: Has, own_base: str, visible: Visibility, cap: int
 ) -> Match | None:
-    sources = await _all(reader, has.source_type, [has.condition], own_base, visible)
+    sources = await _all(reader, has.source_type, [has.condition], own_base, visible, cap)
     param = registry().get(has.source_type, has.reference_param)
     ids = {
         target_id
@@ -142,21 +151,16 @@ async def _all(
     conditions: list[Condition],
     own_base: str,
     visible: Visibility,
+    cap: int,
 ) -> list[Version]:
-    matches = await resolve(reader, resource_type, conditions, own_base, visible)
+    matches = await resolve(reader, resource_type, conditions, own_base, visible, cap=cap)
     if matches is None:
         return []
-    found = await reader.find(Query(resource_type, matches, count=CHAIN_LIMIT + 1))
-    if len(found.versions) > CHAIN_LIMIT:
-        raise outcome.FhirError(
-            400,
-            [
-                outcome.Issue(
-                    "too-costly",
-                    f"A chained or _has condition on {resource_type} matches more than "
-                    f"{CHAIN_LIMIT} resources; narrow it",
-                )
-            ],
+    found = await reader.find(Query(resource_type, matches, count=cap + 1))
+    if len(found.versions) > cap:
+        raise too_costly(
+            f"A chained or _has condition on {resource_type} matches more than {cap} "
+            "resources (limit chain_matches); narrow it"
         )
     return found.versions
 
@@ -164,7 +168,9 @@ async def _all(
 async def include(
     reader: Reader, matched: list[Version], request: SearchRequest, own_base: str
 ) -> list[Version]:
-    """Resources named by _include and _revinclude, each once, none already matched."""
+    """Resources named by _include and _revinclude, each once, none already matched; more than
+    the `included` limit is refused (the client can ask for a smaller page)."""
+    cap = request.limits.included
     seen = {(v.type, v.id) for v in matched}
     included: list[Version] = []
     layer = matched
@@ -172,13 +178,18 @@ async def include(
         rules = [r for r in request.includes if depth == 0 or r.iterate]
         reverse = [r for r in request.revincludes if depth == 0 or r.iterate]
         found = await _targets(reader, layer, rules, own_base)
-        found += await _referrers(reader, layer, reverse)
+        found += await _referrers(reader, layer, reverse, cap + 1)
         layer = [v for v in found if (v.type, v.id) not in seen]
         seen.update((v.type, v.id) for v in layer)
         included += layer
-        if not layer or len(included) >= INCLUDE_LIMIT:
+        if len(included) > cap:
+            raise too_costly(
+                f"The page includes more than {cap} resources (limit included): "
+                "ask for a smaller _count or fewer _include/_revinclude"
+            )
+        if not layer:
             break
-    return included[:INCLUDE_LIMIT]
+    return included
 
 
 async def _targets(
@@ -197,7 +208,9 @@ async def _targets(
     return await reader.current_many(list(keys))
 
 
-async def _referrers(reader: Reader, targets: list[Version], rules: list[Include]) -> list[Version]:
+async def _referrers(
+    reader: Reader, targets: list[Version], rules: list[Include], count: int
+) -> list[Version]:
     found: list[Version] = []
     for rule in rules:
         values = tuple(
@@ -209,7 +222,7 @@ async def _referrers(reader: Reader, targets: list[Version], rules: list[Include
             query = Query(
                 rule.source_type,
                 [Match(rule.param, "reference", None, values)],
-                count=INCLUDE_LIMIT,
+                count=count,
             )
             found += (await reader.find(query)).versions
     return found

@@ -3,13 +3,21 @@
 Each Match becomes a condition on the resource row `r`: the most selective one drives the query
 (`r.seq IN (SELECT rid ...)`), the others are probed per candidate with correlated EXISTS, which
 the `(rid, param)` indexes answer in one lookup each.
+
+However many values a Match has (a chain resolved to thousands of references, `$find` over every
+practitioner of a postal code), the statement stays within SQLite's limits: the values that are
+equalities on the same columns are one `IN` over a JSON array bound as a single variable, and
+alternatives and conditions are nested as balanced trees (SQLite refuses an expression 1,000
+deep, which a chain of a thousand ORs is).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from server.fhir.search import ANY_SYSTEM, Match, RangeValue, ReferenceValue, SortKey, TokenValue
+import orjson
+
+from server.fhir.search import ANY_SYSTEM, Match, RangeValue, SortKey
 from server.store import composite
 
 TABLES = {
@@ -35,6 +43,7 @@ DRIVER_RANK = {
 PREFIX_END = "\U0010ffff"
 
 SQL = tuple[str, list[Any]]
+Equality = tuple[tuple[str, ...], tuple[Any, ...]]  # columns of the index row, the values wanted
 
 
 def where(resource_type: str, matches: list[Match]) -> SQL:
@@ -51,7 +60,7 @@ def where(resource_type: str, matches: list[Match]) -> SQL:
         sql, match_args = _condition(resource_type, match, drive=match is driver)
         clauses.append(sql)
         args += match_args
-    return " AND ".join(clauses), args
+    return balanced(clauses, "AND"), args
 
 
 def _composite(resource_type: str, matches: list[Match]) -> tuple[SQL, Match] | None:
@@ -97,61 +106,91 @@ def _condition(resource_type: str, match: Match, drive: bool) -> SQL:
 
 
 def _alternatives(match: Match) -> SQL:
-    parts, args = [], []
+    """Any of the Match's values: equalities on the same columns as one set, the others ORed."""
+    parts: list[str] = []
+    args: list[Any] = []
+    sets: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for value in match.values:
+        equality = _equality(match, value)
+        if equality is not None:
+            sets.setdefault(equality[0], []).append(equality[1])
+            continue
         sql, value_args = _value(match, value)
         parts.append(f"({sql})")
         args += value_args
-    return " OR ".join(parts), args
+    for columns, rows in sets.items():
+        sql, set_args = _one_of(columns, rows)
+        parts.append(f"({sql})")
+        args += set_args
+    return balanced(parts, "OR"), args
+
+
+def balanced(parts: list[str], operator: str) -> str:
+    """`parts` joined by AND or OR, nested as a balanced tree: log2(n) deep, not n."""
+    if len(parts) == 1:
+        return parts[0]
+    middle = len(parts) // 2
+    return f"({balanced(parts[:middle], operator)} {operator} {balanced(parts[middle:], operator)})"
+
+
+def _equality(match: Match, value: Any) -> Equality | None:
+    """The value as columns equal to values, when that is what it asks; else None."""
+    kind, modifier = match.kind, match.modifier
+    if kind == "token" and modifier != "text":
+        if value.system == ANY_SYSTEM:
+            return ("code",), (value.code,)
+        if value.system is None:
+            return None  # `|code`: no system, a condition of its own
+        if value.code is None:
+            return ("system",), (value.system,)
+        return ("system", "code"), (value.system, value.code)
+    if kind == "reference":
+        if value.type and value.id:
+            return ("target_id", "target_type"), (value.id, value.type)
+        if value.id:
+            return ("target_id",), (value.id,)
+        return ("literal",), (value.literal,)
+    if (kind, modifier) in (("uri", None), ("string", "exact")):
+        return ("value" if kind == "uri" else "exact",), (value,)
+    return None
+
+
+def _one_of(columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> SQL:
+    """The index row's `columns` equal to one of `rows`; several rows are one JSON array."""
+    if len(rows) == 1:
+        return " AND ".join(f"i.{c} = ?" for c in columns), list(rows[0])
+    if len(columns) == 1:
+        listed = orjson.dumps([row[0] for row in rows]).decode()
+        return f"i.{columns[0]} IN (SELECT value FROM json_each(?))", [listed]
+    fields = ", ".join(f"json_extract(value, '$[{n}]')" for n in range(len(columns)))
+    tupled = ", ".join(f"i.{c}" for c in columns)
+    listed = orjson.dumps([list(row) for row in rows]).decode()
+    return f"({tupled}) IN (SELECT {fields} FROM json_each(?))", [listed]
 
 
 def _value(match: Match, value: Any) -> SQL:
+    """A value that is not an equality (`_equality`)."""
     kind, modifier = match.kind, match.modifier
     if kind == "token":
-        return _token(value, modifier)
+        if modifier == "text":
+            return "i.text >= ? AND i.text < ?", [value, value + PREFIX_END]
+        return "i.system IS NULL AND i.code = ?", [value.code]
     if kind == "string":
-        if modifier == "exact":
-            return "i.exact = ?", [value]
         if modifier == "contains":
             return "instr(i.norm, ?) > 0", [value]
         return "i.norm >= ? AND i.norm < ?", [value, value + PREFIX_END]
     if kind == "date":
         return range_sql(value, "i.low", "i.high")
-    if kind == "reference":
-        return _reference(value)
     if kind == "uri":
         if modifier == "below":
             return "i.value >= ? AND i.value < ?", [value, value + PREFIX_END]
-        if modifier == "above":
-            return "substr(?, 1, length(i.value)) = i.value", [value]
-        return "i.value = ?", [value]
+        return "substr(?, 1, length(i.value)) = i.value", [value]  # above
     sql, args = range_sql(value, "i.value", "i.value")
     if kind == "quantity" and value.code:
         sql, args = f"{sql} AND i.code = ?", [*args, value.code]
     if kind == "quantity" and value.system:
         sql, args = f"{sql} AND i.system = ?", [*args, value.system]
     return sql, args
-
-
-def _token(value: Any, modifier: str | None) -> SQL:
-    if modifier == "text":
-        return "i.text >= ? AND i.text < ?", [value, value + PREFIX_END]
-    assert isinstance(value, TokenValue)
-    if value.system == ANY_SYSTEM:
-        return "i.code = ?", [value.code]
-    if value.system is None:
-        return "i.system IS NULL AND i.code = ?", [value.code]
-    if value.code is None:
-        return "i.system = ?", [value.system]
-    return "i.system = ? AND i.code = ?", [value.system, value.code]
-
-
-def _reference(value: ReferenceValue) -> SQL:
-    if value.type and value.id:
-        return "i.target_id = ? AND i.target_type = ?", [value.id, value.type]
-    if value.id:
-        return "i.target_id = ?", [value.id]
-    return "i.literal = ?", [value.literal]
 
 
 def range_sql(value: RangeValue, low: str, high: str) -> SQL:
