@@ -13,6 +13,7 @@ the days the clocks change.
 from __future__ import annotations
 
 import copy
+import heapq
 import re
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
@@ -22,8 +23,9 @@ from itertools import accumulate, pairwise
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from server.fhir.outcome import invalid_one
+from server.fhir.outcome import FhirError, invalid_one
 from server.fhir.values import STAMP, date_range
+from server.limits import Limits
 
 URL = "https://fhir.creneau.org/StructureDefinition/schedule-availability"
 SLOT_CAPACITY = "http://fhir-registry.smarthealthit.org/StructureDefinition/slot-capacity"
@@ -32,13 +34,35 @@ RULE_PARTS = ("availableTime", "duration", "serviceType", "seats", "horizon", "t
 HOURS_PARTS = ("daysOfWeek", "allDay", "availableStartTime", "availableEndTime")
 DEFAULT_ZONE = "Europe/Paris"
 DEFAULT_HORIZON = timedelta(days=28)
-MAX_HORIZON = timedelta(days=366)
+MAX_HORIZON = timedelta(days=366)  # what the format allows; the server's cap may be lower
+MAX_SEATS = 2**31 - 1  # a FHIR integer, as slot-capacity's valueInteger
 SLOT_UNITS = {"min": timedelta(minutes=1), "h": timedelta(hours=1)}
 HORIZON_UNITS = {"d": timedelta(days=1), "wk": timedelta(weeks=1)}
-TIME_OF_DAY = re.compile(r"^([01]\d|2[0-3]):([0-5]\d):([0-5]\d)$")
+TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):([0-5]\d):([0-5]\d)")  # fullmatch: no "\n" after
 
 Part = tuple[str, dict[str, Any]]  # (FHIRPath of a sub-extension, the sub-extension)
 Span = tuple[datetime, datetime]  # [start, end) as aware datetimes
+
+
+@dataclass(frozen=True)
+class Caps:
+    """How much the rules of one Schedule may ask of the server. The defaults are only what the
+    format allows; the server passes its own, from its `Limits` (docs/limits.md)."""
+
+    shortest_slot: timedelta = timedelta(minutes=1)
+    longest_horizon: timedelta = MAX_HORIZON
+    slots: int | None = None  # the most slots one planning may describe; None: no cap
+
+    @classmethod
+    def of(cls, limits: Limits) -> Caps:
+        return cls(
+            shortest_slot=timedelta(minutes=max(1, limits.min_slot_minutes)),
+            longest_horizon=min(timedelta(days=limits.generation_horizon_days), MAX_HORIZON),
+            slots=limits.generated_slots,
+        )
+
+
+FORMAT_ONLY = Caps()
 
 
 @dataclass(frozen=True)
@@ -63,21 +87,22 @@ class Rule:
 # Reading the extension ---------------------------------------------------------------------------
 
 
-def parse_rules(schedule: dict[str, Any]) -> list[Rule]:
+def parse_rules(schedule: dict[str, Any], caps: Caps = FORMAT_ONLY) -> list[Rule]:
     """The availability rules of a Schedule body; [] when it has none.
 
-    Raises `invalid_one` (422) naming the faulty sub-extension for a malformed rule."""
+    Raises `invalid_one` (422) naming the faulty sub-extension for a malformed rule, or one that
+    asks for shorter slots or a farther horizon than `caps` allow."""
     extensions = schedule.get("extension")
     if not isinstance(extensions, list):
         return []
     return [
-        _parse_rule(extension, f"Schedule.extension[{i}]")
+        _parse_rule(extension, f"Schedule.extension[{i}]", caps)
         for i, extension in enumerate(extensions)
         if isinstance(extension, dict) and extension.get("url") == URL
     ]
 
 
-def _parse_rule(extension: dict[str, Any], where: str) -> Rule:
+def _parse_rule(extension: dict[str, Any], where: str, caps: Caps) -> Rule:
     parts = _parts(extension, where, RULE_PARTS)
     hours = tuple(_parse_hours(part) for part in parts.get("availableTime", []))
     if not hours:
@@ -86,7 +111,7 @@ def _parse_rule(extension: dict[str, Any], where: str) -> Rule:
     duration = _single(parts, "duration", where)
     if duration is None:
         raise invalid_one("an availability rule needs a duration (the slot length)", where)
-    slot_length = _slot_length(duration, hours)
+    slot_length = _slot_length(duration, hours, caps.shortest_slot)
     seats, horizon, zone = (
         _single(parts, name, where) for name in ("seats", "horizon", "timezone")
     )
@@ -95,7 +120,7 @@ def _parse_rule(extension: dict[str, Any], where: str) -> Rule:
         slot_length=slot_length,
         zone=_zone(zone) if zone else ZoneInfo(DEFAULT_ZONE),
         seats=_seats(seats) if seats else 1,
-        horizon=_horizon(horizon) if horizon else DEFAULT_HORIZON,
+        horizon=_horizon(horizon, caps.longest_horizon) if horizon else DEFAULT_HORIZON,
         service_type=tuple(
             _value(p, "valueCodeableConcept", dict) for p in parts.get("serviceType", [])
         ),
@@ -168,7 +193,7 @@ def _day(part: Part) -> int:
 
 def _time_of_day(part: Part) -> timedelta:
     text = _value(part, "valueTime", str)
-    match = TIME_OF_DAY.match(text)
+    match = TIME_OF_DAY.fullmatch(text)
     if not match:
         raise invalid_one(f"{part[1]['url']} must be a time of day hh:mm:ss, not {text!r}", part[0])
     hours, minutes, seconds = (int(group) for group in match.groups())
@@ -182,7 +207,9 @@ def _check_ranges_apart(hours: tuple[Hours, ...], where: str) -> None:
             raise invalid_one(f"availableTime ranges overlap on {name}", where)
 
 
-def _duration(part: Part, units: dict[str, timedelta]) -> timedelta:
+def _duration(part: Part, units: dict[str, timedelta], most: timedelta, beyond: str) -> timedelta:
+    """A positive Duration of at most `most` (else 422 with `beyond`), compared before it is
+    multiplied out, so that no number (1e308, 10**400) can overflow a timedelta."""
     where, extension = part
     quantity = _value(part, "valueDuration", dict)
     amount, unit = quantity.get("value"), quantity.get("code") or quantity.get("unit")
@@ -190,32 +217,44 @@ def _duration(part: Part, units: dict[str, timedelta]) -> timedelta:
         raise invalid_one(
             f"{extension['url']} unit must be one of {', '.join(units)} (UCUM), not {unit!r}", where
         )
-    if isinstance(amount, bool) or not isinstance(amount, int | float) or amount <= 0:
+    if isinstance(amount, bool) or not isinstance(amount, int | float) or not amount > 0:
         raise invalid_one(f"{extension['url']} must be greater than zero", where)
+    if amount > most / units[unit]:  # also infinity; NaN failed `amount > 0`
+        raise invalid_one(beyond, where)
     return amount * units[unit]
 
 
-def _slot_length(part: Part, hours: tuple[Hours, ...]) -> timedelta:
-    """A whole number of minutes that fits at least once in every range of the rule."""
-    length = _duration(part, SLOT_UNITS)
+def _slot_length(part: Part, hours: tuple[Hours, ...], shortest_slot: timedelta) -> timedelta:
+    """A whole number of minutes, no shorter than `shortest_slot`, that fits at least once in
+    every range of the rule."""
+    shortest = min(h.closes - h.opens for h in hours)
+    length = _duration(
+        part,
+        SLOT_UNITS,
+        shortest,
+        f"duration is longer than the shortest availableTime range ({_minutes(shortest)} min): "
+        "no slot would fit",
+    )
     if length % timedelta(minutes=1):
         raise invalid_one("duration must be a whole number of minutes", part[0])
-    shortest = min(h.closes - h.opens for h in hours)
-    if length > shortest:
+    if length < shortest_slot:
         raise invalid_one(
-            f"duration ({_minutes(length)} min) is longer than the shortest availableTime range "
-            f"({_minutes(shortest)} min): no slot would fit",
+            f"duration is {_minutes(length)} min; slots last at least {_minutes(shortest_slot)} "
+            "min on this server (min_slot_minutes)",
             part[0],
         )
     return length
 
 
-def _horizon(part: Part) -> timedelta:
-    horizon = _duration(part, HORIZON_UNITS)
+def _horizon(part: Part, longest: timedelta) -> timedelta:
+    beyond = (
+        f"horizon is at most {longest.days} days on this server (generation_horizon_days)"
+        if longest < MAX_HORIZON
+        else f"horizon is at most {MAX_HORIZON.days} days"
+    )
+    horizon = _duration(part, HORIZON_UNITS, longest, beyond)
     if horizon % timedelta(days=1):
         raise invalid_one("horizon must be a whole number of days", part[0])
-    if horizon > MAX_HORIZON:
-        raise invalid_one(f"horizon is {horizon.days} days; at most {MAX_HORIZON.days}", part[0])
     return horizon
 
 
@@ -223,6 +262,8 @@ def _seats(part: Part) -> int:
     seats: int = _value(part, "valuePositiveInt", int)
     if seats < 1:
         raise invalid_one(f"seats must be at least 1, not {seats}", part[0])
+    if seats > MAX_SEATS:
+        raise invalid_one(f"seats must be at most {MAX_SEATS}", part[0])
     return seats
 
 
@@ -243,6 +284,12 @@ def _minutes(length: timedelta) -> int:
 # Planning the slots ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Plan:
+    slots: list[dict[str, Any]]  # the new free Slot bodies, ordered by start
+    skipped: int  # the slots described that exist already, or overlap an existing Slot
+
+
 def plan_slots(
     schedule: dict[str, Any],
     rules: list[Rule],
@@ -251,55 +298,116 @@ def plan_slots(
     schedule_reference: str,
     *,
     horizon_end: datetime | None = None,
+    caps: Caps = FORMAT_ONLY,
 ) -> list[dict[str, Any]]:
-    """The new free Slot bodies the rules describe, ordered by start.
+    """The new free Slot bodies the rules describe, ordered by start (see `plan`)."""
+    return plan(
+        schedule, rules, existing, now, schedule_reference, horizon_end=horizon_end, caps=caps
+    ).slots
+
+
+def plan(
+    schedule: dict[str, Any],
+    rules: list[Rule],
+    existing: list[dict[str, Any]],
+    now: datetime,
+    schedule_reference: str,
+    *,
+    horizon_end: datetime | None = None,
+    caps: Caps = FORMAT_ONLY,
+) -> Plan:
+    """The new free Slots the rules describe, and how many described ones are there already.
 
     A slot is planned if it starts after `now`, ends within the window (`now` + the rule's
-    horizon, or `horizon_end` when given, never beyond `now` + 366 days, and inside the Schedule's
-    planningHorizon when it has one), and neither equals nor overlaps an `existing` Slot of any
-    status, nor one planned from an earlier-starting candidate (when rules overlap each other)."""
+    horizon, or `horizon_end` when given, never beyond `now` + `caps.longest_horizon`, and inside
+    the Schedule's planningHorizon when it has one), and neither equals nor overlaps an `existing`
+    Slot of any status, nor one planned from an earlier-starting candidate (when rules overlap
+    each other: the overlapping candidates are dropped as they stream by).
+
+    The rules' slots are merged lazily, one rule's day at a time, and counted as they come, each
+    rule on its own: past `caps.slots` of them the planning stops with 422 `too-costly`, so
+    neither time nor memory grows beyond the cap, whatever the rules say."""
     for moment in (now, horizon_end):
         if moment is not None and moment.tzinfo is None:
             raise ValueError("now and horizon_end must be timezone-aware")
     occupied = _Occupied(_spans(existing))
     fallback = tuple(schedule.get("serviceType") or ())
     planned: list[dict[str, Any]] = []
+    skipped = 0
     reached: datetime | None = None  # the latest end among the slots planned so far
-    for start, end, rule in _candidates(schedule, rules, now, horizon_end):
+    described: datetime | None = None  # the same, had no Slot existed
+    candidates = _candidates(schedule, rules, now, horizon_end, caps.longest_horizon)
+    for count, (start, end, index) in enumerate(candidates, start=1):
+        if caps.slots is not None and count > caps.slots:
+            raise _too_many(caps.slots)
+        distinct = described is None or start >= described
+        if distinct:
+            described = end
         if occupied.overlaps(start, end) or (reached is not None and start < reached):
+            skipped += 1 if distinct else 0
             continue
-        planned.append(_slot_body(start, end, rule, fallback, schedule_reference))
+        planned.append(_slot_body(start, end, rules[index], fallback, schedule_reference))
         reached = end if reached is None else max(reached, end)
-    return planned
+    return Plan(planned, skipped)
+
+
+def without_overlaps(
+    planned: list[dict[str, Any]], existing: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The planned Slots that neither equal nor overlap an existing one (written meanwhile)."""
+    occupied = _Occupied(_spans(existing))
+    return [slot for slot in planned if not occupied.overlaps(*_span(slot))]
+
+
+def _too_many(cap: int) -> FhirError:
+    return invalid_one(
+        f"These availability rules describe more than {cap} slots (generated_slots): "
+        "use longer slots, fewer hours or a shorter horizon, or split them across Schedules",
+        "Schedule.extension",
+        code="too-costly",
+    )
 
 
 def _candidates(
-    schedule: dict[str, Any], rules: list[Rule], now: datetime, horizon_end: datetime | None
-) -> list[tuple[datetime, datetime, Rule]]:
-    """Every slot of every rule inside its window, sorted by (start, end, rule order)."""
-    found: list[tuple[datetime, datetime, int]] = []
+    schedule: dict[str, Any],
+    rules: list[Rule],
+    now: datetime,
+    horizon_end: datetime | None,
+    longest: timedelta,
+) -> Iterator[tuple[datetime, datetime, int]]:
+    """Every slot of every rule inside its window, as (start, end, rule index), merged in that
+    order from one sorted stream per rule."""
     opening, closing = _planning_horizon(schedule)
+    streams = []
     for index, rule in enumerate(rules):
         end = now + rule.horizon if horizon_end is None else horizon_end
-        last = min(end, now + MAX_HORIZON, closing)
-        first = max(now, opening)
-        found.extend(
-            (start, stop, index)
-            for start, stop in _rule_slots(rule, first, last)
-            if start > now and start >= opening and stop <= last
-        )
-    found.sort()
-    return [(start, end, rules[index]) for start, end, index in found]
+        last = min(end, now + longest, closing)
+        streams.append(_window_slots(rule, index, now, opening, last))
+    return heapq.merge(*streams)
+
+
+def _window_slots(
+    rule: Rule, index: int, now: datetime, opening: datetime, last: datetime
+) -> Iterator[tuple[datetime, datetime, int]]:
+    """The rule's slots that start after `now` and from `opening`, and end by `last`."""
+    first = max(now, opening)
+    if first >= last:
+        return
+    for start, stop in _rule_slots(rule, first, last):
+        if start > now and start >= opening and stop <= last:
+            yield start, stop, index
 
 
 def _rule_slots(rule: Rule, first: datetime, last: datetime) -> Iterator[Span]:
-    """The slots of a rule on every local date from `first` to `last`, in UTC."""
+    """The slots of a rule on every local date from `first` to `last`, in UTC, by start.
+
+    A day's slots are sorted before they are given: a wall time the clocks skip can put a range
+    after a later one, and the merge of the rules needs each rule in order."""
     day = first.astimezone(rule.zone).date()
     final = last.astimezone(rule.zone).date()
     while day <= final:
-        for hours in rule.hours:
-            if day.weekday() in hours.days:
-                yield from _range_slots(day, hours, rule)
+        ranges = (hours for hours in rule.hours if day.weekday() in hours.days)
+        yield from sorted(span for hours in ranges for span in _range_slots(day, hours, rule))
         day += timedelta(days=1)
 
 
@@ -352,6 +460,11 @@ def _slot_body(
     slot["start"] = start.astimezone(rule.zone).isoformat(timespec="seconds")
     slot["end"] = end.astimezone(rule.zone).isoformat(timespec="seconds")
     return slot
+
+
+def _span(slot: dict[str, Any]) -> Span:
+    """The span of a Slot planned here (its instants are always well formed)."""
+    return datetime.fromisoformat(slot["start"]), datetime.fromisoformat(slot["end"])
 
 
 def _spans(slots: Iterable[dict[str, Any]]) -> Iterator[Span]:

@@ -12,8 +12,8 @@ from typing import Any
 
 from server.fhir import outcome
 from server.fhir.values import split_reference
+from server.scheduling import hold_terms, identifiers
 from server.scheduling.proposals import proposal, with_status
-from server.scheduling.queries import find_all
 from server.scheduling.retry import atomically
 from server.scheduling.rules import SchedulingRules
 from server.scheduling.vocabulary import BOOKED, CANCELLATION_REASON
@@ -47,11 +47,12 @@ async def hold(store: Store, rules: SchedulingRules, request: Request) -> Versio
     async def work(tx: Transaction) -> Version:
         if request.appointment_id:
             current = await _appointment(tx, rules, request.appointment_id)
+            hold_terms.check_live(current.id, current.body or {}, rules.policy.now())
             return await _write(tx, rules, with_status(current.body or {}, "pending"))
         body = request.appointment or await _from_slot(tx, rules, request.slot or "")
         return await _write(tx, rules, with_status(_fresh(body), "pending"))
 
-    return await atomically(store, work)
+    return await atomically(store, work, rules.trail)
 
 
 async def book(
@@ -69,7 +70,7 @@ async def book(
         body = request.appointment or await _from_slot(tx, rules, request.slot or "")
         return Booked(await _write(tx, rules, with_status(_fresh(body), "booked")), True, cancelled)
 
-    return await atomically(store, work)
+    return await atomically(store, work, rules.trail)
 
 
 async def cancel(
@@ -82,7 +83,7 @@ async def cancel(
         after = await cancel_in(tx, rules, appointment_id, reason)
         return after, after.version != before.version
 
-    return await atomically(store, work)
+    return await atomically(store, work, rules.trail)
 
 
 async def cancel_in(
@@ -91,37 +92,23 @@ async def cancel_in(
     """Cancel inside a transaction; idempotent on an already cancelled Appointment."""
     current = await _appointment(tx, rules, appointment_id)
     body = current.body or {}
-    status = body.get("status")
-    if status == "cancelled":
+    if body.get("status") == "cancelled":
         return current
-    if status not in ("proposed", "pending", "waitlist", *BOOKED):
-        raise outcome.conflict(
-            f"Appointment/{appointment_id} is {status} and can no longer be cancelled",
-            code="business-rule",
-        )
     return await _write(tx, rules, {**body, "status": "cancelled", "cancelationReason": reason})
 
 
 async def _existing(tx: Transaction, rules: SchedulingRules, request: Request) -> Version | None:
-    """The Appointment this booking continues: the hold named by id, or the one that already
-    carries the app's identifier (a repeated booking is not booked twice)."""
+    """The Appointment this booking continues: the one named by id (the status machine lets
+    only a proposal or a hold be booked; a lapsed hold is booked afresh, if its slot is still
+    free), or this client's one that already carries the app's identifier (a repeated booking
+    is not booked twice)."""
     named = request.appointment_id or (request.appointment or {}).get("id")
     if named:
-        current = await _appointment(tx, rules, named)
-        status = (current.body or {}).get("status")
-        if status not in ("proposed", "pending", *BOOKED):
-            raise outcome.conflict(f"Appointment/{named} is {status}", code="business-rule")
-        return current  # a lapsed hold is booked afresh by the rules, if its slot is still free
-    for identifier in (request.appointment or {}).get("identifier", []):
-        if identifier.get("system") and identifier.get("value"):
-            token = f"{identifier['system']}|{identifier['value']}"
-            await tx.guard(f"Appointment?identifier={token}")
-            found = await find_all(
-                tx, rules.own_base, "Appointment", [("identifier", token)], limit=5
-            )
-            mine = [v for v in found if rules.access.can_read("Appointment", v.body)]
-            if mine:
-                return mine[0]
+        return await _appointment(tx, rules, named)
+    for token in identifiers.tokens(request.appointment or {}):
+        found = await identifiers.carrying(tx, rules.own_base, rules.access.client_id, token)
+        if found:
+            return found[0]
     return None
 
 

@@ -64,7 +64,7 @@ async def cancel_appointments(
         done = [await cancel_in(tx, rules, version.id, reason) for version in chosen]
         return Cancelled(done, await _notify(tx, rules, done, selection.reason))
 
-    return await atomically(store, work)
+    return await atomically(store, work, rules.trail)
 
 
 async def _selected(

@@ -3,22 +3,31 @@
 Only slots bookable right now are proposed: free, in the future, on an active Schedule within its
 planning horizon, with a seat that no booking or live hold takes, and, for a vaccination, with a
 dose available; a place is never offered more vaccination slots than it has doses available.
-The slots come from the Slot index by start time, a page at a time, and are filtered with their
-Schedules, appointments and ledgers read in batches.
+
+Its work follows what is asked, not what is stored (docs/limits.md, `find_*`). The filters are
+resolved first into the Schedules they leave, and each one's slots are read from its time line
+(the Slot index by schedule and start), a page at a time, all of them merged in start order;
+slots that carry a service type or specialty of their own are read from the Slot index by that
+code. Only a $find without filters, or whose filters leave more than `find_schedules` Schedules,
+reads the window as a whole. Either way at most `find_slots` slots are read; their Schedules,
+seats and dose balances are read in batches.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import heapq
+import math
+from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from server.auth.access import Access
 from server.fhir import outcome
-from server.fhir.search import Parser
+from server.fhir.search import Parser, SearchRequest
 from server.fhir.searchparams import registry
-from server.fhir.values import format_instant
+from server.fhir.values import format_instant, parse_instant
+from server.limits import Limits
 from server.scheduling import ledger, slots
 from server.scheduling.claims import claim_of, slot_ids
 from server.scheduling.policy import Policy
@@ -28,9 +37,9 @@ from server.store import searching
 from server.store.base import Reader, Version
 
 Body = dict[str, Any]
-MAX_WINDOW = timedelta(days=31)
-MAX_COUNT = 500
+Params = list[tuple[str, str]]
 SLOT_PAGE = 200
+NEVER = datetime.max.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -54,53 +63,210 @@ class Offer:
 
 
 async def find(
-    reader: Reader, policy: Policy, own_base: str, request: FindRequest, access: Access
+    reader: Reader,
+    policy: Policy,
+    own_base: str,
+    request: FindRequest,
+    access: Access,
+    limits: Limits,
 ) -> list[Offer]:
-    """The offers, among the slots this client may discover (filtered in the slot query)."""
-    _check_window(request)
-    actor_filters = await _actor_filters(reader, own_base, request)
+    """The offers, among the slots this client may discover (filtered in the slot queries)."""
+    _check_window(request, limits)
     now = policy.now()
-    params = [
+    actor_filters = await _actor_filters(reader, own_base, request)
+    sources = await _sources(reader, own_base, request, actor_filters, access, limits)
+    window = [
         ("status", "free"),
         ("start", f"gt{format_instant(max(request.start, now))}"),
         ("start", f"lt{format_instant(request.end)}"),
         ("_sort", "start"),
     ]
-    if actor_filters:
-        narrowest = min(actor_filters, key=len)
-        schedules = (
-            await find_all(reader, own_base, "Schedule", [("actor", ",".join(sorted(narrowest)))])
-            if narrowest
-            else []
-        )
-        if not schedules:
-            return []
-        params.append(("schedule", ",".join(f"Schedule/{v.id}" for v in schedules)))
-    search = Parser(registry(), strict=True, own_base=own_base).parse("Slot", params)
-    search.count, search.total = SLOT_PAGE, "none"
-    hidden = access.filter("Slot")
-    if hidden is not None:
-        search.conditions.append(hidden)
+    reads = _Reads(limits.find_slots)
+    page = max(2, math.ceil(_batch(request.count) / max(len(sources), 1)))
+    searches = [_search(own_base, "Slot", source + window, access) for source in sources]
+    merged = _Merge([_TimeLine(reader, own_base, s, reads, page) for s in searches])
     budget = _DoseBudget(reader, now, own_base)
     offers: list[Offer] = []
     while len(offers) < request.count:
-        page = (await searching.search(reader, search, own_base)).page
-        offers += await _offers(
-            reader, policy, own_base, request, actor_filters, budget, page.versions
-        )
-        if not page.next_cursor:
+        batch = await merged.take(_batch(request.count - len(offers)))
+        if not batch:
             break
-        search.cursor = page.next_cursor
+        offers += await _offers(reader, policy, own_base, request, actor_filters, budget, batch)
     return offers[: request.count]
 
 
-def _check_window(request: FindRequest) -> None:
+def _batch(wanted: int) -> int:
+    """How many slots to look at for `wanted` more offers: some are held, taken or without a
+    dose, so twice as many and a few more, at most a page."""
+    return min(SLOT_PAGE, 2 * wanted + 8)
+
+
+def _check_window(request: FindRequest, limits: Limits) -> None:
     if request.end <= request.start:
         raise outcome.bad_request("$find needs an end after its start")
-    if request.end - request.start > MAX_WINDOW:
-        raise outcome.bad_request("$find searches a window of at most 31 days")
-    if not 1 <= request.count <= MAX_COUNT:
-        raise outcome.bad_request(f"_count must be between 1 and {MAX_COUNT}")
+    if request.end - request.start > timedelta(days=limits.find_window_days):
+        raise outcome.bad_request(
+            f"$find searches a window of at most {limits.find_window_days} days "
+            "(limit find_window_days)",
+            "too-costly",
+        )
+    if request.count < 1:
+        raise outcome.bad_request("_count must be at least 1")
+    if request.count > limits.find_count:
+        raise outcome.bad_request(
+            f"_count must be at most {limits.find_count} (limit find_count)", "too-costly"
+        )
+
+
+async def _sources(
+    reader: Reader,
+    own_base: str,
+    request: FindRequest,
+    actor_filters: list[set[str]],
+    access: Access,
+    limits: Limits,
+) -> list[Params]:
+    """The Slot searches (their conditions beyond the window) whose slots may match: one per
+    Schedule the filters leave, on its time line, with the code filters its own codes do not
+    meet; without actor filters, one per code filter too, for the slots that carry that code
+    themselves. `[[]]`, the window as a whole, without filters or when they leave more than
+    `find_schedules` Schedules; `[]` when no Schedule can match."""
+    codes = [
+        (name, ",".join(tokens))
+        for name, tokens in (
+            ("service-type", request.service_types),
+            ("specialty", request.specialties),
+        )
+        if tokens
+    ]
+    if any(not wanted for wanted in actor_filters):
+        return []
+    if not actor_filters and not codes:
+        return [[]]
+    actors = [("actor", ",".join(sorted(wanted))) for wanted in actor_filters]
+    found = await _schedules_matching(
+        reader,
+        own_base,
+        [*actors, *([] if actor_filters else codes), ("active:not", "false")],
+        access,
+        limits.find_schedules,
+    )
+    if found is None:
+        return [[]]
+    lines = [
+        [("schedule", f"Schedule/{v.id}"), *_codes_missing(v.body or {}, request, codes)]
+        for v in found
+    ]
+    return lines if actor_filters else lines + [[code] for code in codes]
+
+
+def _codes_missing(schedule: Body, request: FindRequest, codes: Params) -> Params:
+    """The code filters the Schedule's own service types and specialties do not meet: its slots
+    must then carry those codes themselves."""
+    own = {
+        "service-type": _matches(schedule.get("serviceType", []), request.service_types),
+        "specialty": _matches(schedule.get("specialty", []), request.specialties),
+    }
+    return [(name, tokens) for name, tokens in codes if not own[name]]
+
+
+async def _schedules_matching(
+    reader: Reader, own_base: str, params: Params, access: Access, most: int
+) -> list[Version] | None:
+    """The Schedules this client may discover that match, in one page; None beyond `most`."""
+    search = _search(own_base, "Schedule", params, access)
+    search.count, search.total = most + 1, "none"
+    found = (await searching.search(reader, search, own_base)).page.versions
+    return found if len(found) <= most else None
+
+
+def _search(own_base: str, resource_type: str, params: Params, access: Access) -> SearchRequest:
+    search = Parser(registry(), strict=True, own_base=own_base).parse(resource_type, params)
+    search.total = "none"
+    hidden = access.filter(resource_type)
+    if hidden is not None:
+        search.conditions.append(hidden)
+    return search
+
+
+class _Reads:
+    """How many more slots this $find may read from the store (`find_slots`)."""
+
+    def __init__(self, most: int) -> None:
+        self.left = most
+
+
+class _TimeLine:
+    """One Slot search in start order, read a page at a time as the merge reaches it; each page
+    twice the one before, up to SLOT_PAGE."""
+
+    def __init__(
+        self, reader: Reader, own_base: str, search: SearchRequest, reads: _Reads, page: int
+    ) -> None:
+        self._reader, self._own_base, self._search = reader, own_base, search
+        self._reads, self._page = reads, page
+        self._waiting: deque[Version] = deque()
+        self._cursor: str | None = None
+        self._ended = False
+        self.cut = False  # the reads ran out before the line did
+
+    async def next(self) -> Version | None:
+        """The next slot; None at the end of the line, or where the reads ran out (`cut`)."""
+        if not self._waiting and not self._ended:
+            await self._read()
+        return self._waiting.popleft() if self._waiting else None
+
+    async def _read(self) -> None:
+        if self._reads.left <= 0:
+            self.cut = self._ended = True
+            return
+        self._search.count = min(self._page, self._reads.left)
+        self._search.cursor = self._cursor
+        found = (await searching.search(self._reader, self._search, self._own_base)).page
+        self._reads.left -= len(found.versions)
+        self._waiting.extend(found.versions)
+        self._cursor = found.next_cursor
+        self._ended = not found.next_cursor
+        self._page = min(self._page * 2, SLOT_PAGE)
+
+
+class _Merge:
+    """The slots of every time line in start order, each once. It ends where any line was cut
+    short by the reads: past that point, the slots that line did not read could come first."""
+
+    def __init__(self, lines: list[_TimeLine]) -> None:
+        self._lines = lines
+        self._heads: list[tuple[datetime, int, Version]] = []
+        self._behind: list[int] | None = None  # lines whose next slot is not among the heads
+        self._cut = False
+        self._seen: set[str] = set()
+
+    async def take(self, most: int) -> list[Version]:
+        """Up to `most` more slots; a line is read further only when its next slot is needed."""
+        if self._behind is None:
+            self._behind = list(range(len(self._lines)))
+        taken: list[Version] = []
+        while len(taken) < most and not self._cut:
+            for n in self._behind:
+                await self._advance(n)
+            self._behind = []
+            if self._cut or not self._heads:
+                break
+            _, n, slot = heapq.heappop(self._heads)
+            self._behind = [n]
+            if slot.id not in self._seen:
+                self._seen.add(slot.id)
+                taken.append(slot)
+        return taken
+
+    async def _advance(self, n: int) -> None:
+        """Put line `n`'s next slot among the heads; the merge ends if the line was cut."""
+        line = self._lines[n]
+        slot = await line.next()
+        self._cut = self._cut or line.cut
+        if slot is not None:
+            start = parse_instant((slot.body or {}).get("start")) or NEVER
+            heapq.heappush(self._heads, (start, n, slot))
 
 
 async def _actor_filters(reader: Reader, own_base: str, request: FindRequest) -> list[set[str]]:

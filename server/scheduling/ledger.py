@@ -5,9 +5,11 @@ Immunizations), reserved (booked vaccination appointments not yet done, plus liv
 available = delivered - administered - reserved.
 
 Delivered, administered and booked reservations are tallies the write rules keep in step with the
-resources in the same transaction; live holds are counted at read time, so an expired hold frees
-its dose without any job running. A reservation takes a guard on (place, vaccine) first, so two
-concurrent reservations of the last dose cannot both pass.
+resources in the same transaction. Holds are tallied by the instant they end (`hold_tallies`) and
+only those ending after now are counted, so an expired hold frees its dose without any job
+running, and counting never lists Appointments: its cost does not grow with the number of
+pending ones. A reservation takes a guard on (place, vaccine) first, so two concurrent
+reservations of the last dose cannot both pass.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from datetime import datetime
 from typing import Any
 
 from server.fhir import outcome
-from server.fhir.values import format_instant, split_reference
+from server.fhir.values import split_reference
+from server.scheduling import hold_tallies
 from server.scheduling.claims import claim_of, dose_reservation
-from server.scheduling.queries import find_all
 from server.scheduling.vocabulary import VACCINE_PRODUCT
 from server.store.base import Reader, Transaction
 
@@ -119,8 +121,11 @@ async def balances(
     for name, value in (await reader.tallies(f"doses|{place}|")).items():
         vaccine, _, measure = name[len(f"doses|{place}|") :].rpartition("|")
         counts.setdefault(vaccine, Counter())[measure] += value
-    for vaccine, held in (await _live_holds(reader, place, now, own_base, ignoring)).items():
-        counts.setdefault(vaccine, Counter())["reserved"] += held
+    held = await hold_tallies.doses_held(reader, place, now)
+    if ignoring is not None:
+        held -= await _held_by(reader, ignoring, place, now, own_base)
+    for vaccine, count in held.items():
+        counts.setdefault(vaccine, Counter())["reserved"] += count
     return {
         vaccine: Balance(vaccine, **{m: count[m] for m in MEASURES})
         for vaccine, count in sorted(counts.items())
@@ -149,27 +154,16 @@ async def reserve(
         )
 
 
-async def _live_holds(
-    reader: Reader, place: str, now: datetime, own_base: str, ignoring: str | None
+async def _held_by(
+    reader: Reader, appointment_id: str, place: str, now: datetime, own_base: str
 ) -> Counter[str]:
-    """Doses held by pending appointments at the place whose hold has not expired. Lapsed holds
-    stay `pending`; only those on slots still ahead are read, so they do not pile up here."""
-    upcoming = f"ge{format_instant(now)}"
-    pending = await find_all(
-        reader,
-        own_base,
-        "Appointment",
-        [("actor", place), ("status", "pending"), ("date", upcoming)],
-    )
-    held: Counter[str] = Counter()
-    for version in pending:
-        body = version.body or {}
-        reservation = dose_reservation(body)
-        if version.id == ignoring or reservation is None or reservation[0] != place:
-            continue
-        if claim_of(body, now, own_base).holding:
-            held[reservation[1]] += 1
-    return held
+    """The dose the stored version of one appointment holds at the place, if a live hold."""
+    current = await reader.current("Appointment", appointment_id)
+    body = current.body if current is not None else None
+    reservation = dose_reservation(body) if body else None
+    if reservation is None or reservation[0] != place:
+        return Counter()
+    return Counter({reservation[1]: 1}) if claim_of(body, now, own_base).holding else Counter()
 
 
 def _local(reference: Any, own_base: str) -> str | None:

@@ -8,15 +8,28 @@ slot's seat and the dose are taken in the same transaction as the appointment is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from server.audit.trail import Trail
 from server.auth import grants, labelling, labels
 from server.auth.access import Access, forbidden
 from server.fhir import outcome
 from server.fhir.values import format_instant
-from server.scheduling import availability, generation, ledger, quotas, slots
+from server.limits import Limits
+from server.scheduling import (
+    availability,
+    generation,
+    hold_tallies,
+    hold_terms,
+    identifiers,
+    ledger,
+    quotas,
+    slots,
+    spans,
+    states,
+)
 from server.scheduling.claims import (
     Claim,
     claim_of,
@@ -25,7 +38,6 @@ from server.scheduling.claims import (
     slot_ids,
 )
 from server.scheduling.policy import Policy
-from server.scheduling.queries import find_all
 from server.scheduling.vocabulary import (
     BOOKING_RECORD,
     DOSE_RESERVATION,
@@ -41,9 +53,14 @@ Body = dict[str, Any]
 
 @dataclass(frozen=True)
 class SchedulingRules:
+    """`trail` records each version stored (None: unaudited, as when loading fixtures)."""
+
     policy: Policy
     access: Access
     own_base: str
+    trail: Trail | None = None
+    limits: Limits = field(default_factory=Limits)  # what a generation of slots may cost
+    later: generation.Later | None = None  # large generations, written after the commit
 
     async def before(
         self, tx: Transaction, previous: Body | None, body: Body | None
@@ -52,11 +69,16 @@ class SchedulingRules:
         if body is not None:
             body = await labelling.label(tx, previous, body, self.access.client_id, self.own_base)
         if kind == "Appointment":
-            return await self._appointment(tx, previous, body)
+            body = await self._appointment(tx, previous, body)
+            per_client = self.limits.holds_per_client
+            await hold_tallies.record(
+                tx, previous, body, self.policy.now(), self.own_base, per_client
+            )
+            return body
         if kind == "Slot":
             await self._slot(tx, previous, body)
-        elif kind == "Schedule" and body is not None:
-            availability.parse_rules(body)
+        elif kind == "Schedule" and _availability(previous) != _availability(body):
+            availability.parse_rules(body or {}, availability.Caps.of(self.limits))
         elif kind == "Basic":
             await grants.note_change(tx, previous, body)
         elif kind == "SupplyDelivery":
@@ -76,6 +98,8 @@ class SchedulingRules:
         return body
 
     async def after(self, tx: Transaction, previous: Body | None, version: Version) -> None:
+        if self.trail is not None:
+            self.trail.saw(version, self._change(previous, version), previous)
         if version.type == "Appointment":
             await labelling.spread_to_patients(tx, version, self.own_base)
             touched = set(slot_ids(previous or {}, self.own_base))
@@ -87,6 +111,24 @@ class SchedulingRules:
                 await slots.settle_status(tx, version.id, self.policy.now(), self.own_base, self)
         elif version.type == "Schedule" and _availability(previous) != _availability(version.body):
             await generation.generate(tx, version, self.own_base, self, self.policy.now())
+
+    def _change(self, previous: Body | None, version: Version) -> str | None:
+        """What an Appointment version does to a booking: book, cancel or reschedule."""
+        if version.type != "Appointment" or version.body is None:
+            return None
+        now = self.policy.now()
+        before, after = (
+            claim_of(previous, now, self.own_base),
+            claim_of(version.body, now, self.own_base),
+        )
+        if after.booked and not before.booked:
+            return "book"
+        if after.booked and after.slots != before.slots:
+            return "reschedule"
+        was = (previous or {}).get("status")
+        if version.body.get("status") == "cancelled" and was not in (None, "cancelled"):
+            return "cancel"
+        return None
 
     # Appointment
 
@@ -101,27 +143,28 @@ class SchedulingRules:
                 )
             return None
         now = self.policy.now()
+        states.check(body["id"], (previous or {}).get("status"), body.get("status"))
+        hold_terms.check_holder(self.access, previous, body)
         body = _carry_server_extensions(previous, body)
-        if body.get("status") == HOLDING:
-            body = self._with_hold_expiry(previous, body, now)
-        else:
+        expires = hold_terms.expiry(previous, now, self.policy.hold)
+        if body.get("status") != HOLDING:
             body = _without_extension(body, HOLD_EXPIRES)
+        elif expires is not None:
+            body = _with_extension(body, expires)
         await self._check_identifiers(tx, body)
         await self.access.check_patients(tx, previous, body, self.own_base)
         before = claim_of(previous, now, self.own_base)
         after = claim_of(body, now, self.own_base)
-        if (before.booked or before.fulfilled) and body.get("status") in ("pending", "proposed"):
-            raise outcome.invalid_one(
-                f"A {previous and previous.get('status')} Appointment cannot go back to "
-                f"{body.get('status')}: cancel it and book again",
-                "Appointment.status",
-            )
+        self._check_slot_count(previous, body, after)
         if after.booked and not patients(body, self.own_base):
             raise outcome.invalid_one(
                 "A booked Appointment needs a Patient among its participants",
                 "Appointment.participant",
             )
-        kept = before.slots if before.takes_slots else frozenset()
+        booking = after.booked and not before.booked
+        # A booking, a hold becoming one included, meets every rule again: its hold kept the
+        # seat, not the owner's say (Schedule active, Slot status, grants) nor the dose count.
+        kept = before.slots if before.takes_slots and not booking else frozenset()
         taken = sorted(after.slots - kept) if after.takes_slots else []
         needs: list[tuple[str, str]] = []
         for slot_id in taken:
@@ -129,13 +172,27 @@ class SchedulingRules:
                 tx, slot_id, now, self.own_base, appointment_id=body["id"]
             )
             self._check_may_book(slot_id, slot.body)
-            body = _completed(body, slot.body or {}, schedule, len(after.slots))
+            body = _completed(body, slot.body or {}, schedule)
             needs += self._dose_need(slot.body or {}, schedule)
+        ids = slot_ids(body, self.own_base)
+        body = await spans.fitted(tx, previous, body, ids, after.takes_slots)
         body = await self._doses(tx, previous, body, before, after, needs[:1], now)
-        if after.booked and not (before.booked or before.fulfilled):
+        if booking:
             body = _with_extension(body, self._booking_record(now))
             await quotas.count(tx, self.access, labels.owners(body), now)
         return body
+
+    def _check_slot_count(self, previous: Body | None, body: Body, after: Claim) -> None:
+        """At most `slots_per_appointment` slots, when it takes them or changes them."""
+        count, cap = len(body.get("slot", [])), self.limits.slots_per_appointment
+        changed = body.get("slot") != (previous or {}).get("slot")
+        if count > cap and (changed or after.takes_slots):
+            raise outcome.invalid_one(
+                f"An Appointment takes at most {cap} slots (limit slots_per_appointment); "
+                f"this one names {count}",
+                "Appointment.slot",
+                code="business-rule",
+            )
 
     def _check_may_book(self, slot_id: str, slot: Body | None) -> None:
         """Booking into a schedule needs its owner's `book` grant (or being the owner's own)."""
@@ -178,9 +235,8 @@ class SchedulingRules:
         """Reserve, keep, move or release the appointment's dose as its claim changes."""
         held = dose_reservation(previous) if previous and before.takes_dose else None
         same_slots = before.takes_slots and after.slots <= before.slots
-        if after.takes_dose and same_slots and held:
-            if before.holding and after.booked:
-                await tx.tally(ledger.key(*held, "reserved"), 1)
+        converted = before.holding and after.booked  # counted again, as a fresh booking is
+        if after.takes_dose and same_slots and held and not converted:
             return body
         if held and before.booked:
             await tx.tally(ledger.key(*held, "reserved"), -1)
@@ -194,13 +250,6 @@ class SchedulingRules:
             await tx.tally(ledger.key(place, vaccine, "reserved"), 1)
         return _with_participant(_with_extension(body, _reservation(place, vaccine)), place)
 
-    def _with_hold_expiry(self, previous: Body | None, body: Body, now: datetime) -> Body:
-        """A hold keeps the expiry it was given; a new hold (or one that lapsed) gets a new one."""
-        if previous is not None and claim_of(previous, now, self.own_base).holding:
-            return body
-        expires = {"url": HOLD_EXPIRES, "valueInstant": format_instant(now + self.policy.hold)}
-        return _with_extension(body, expires)
-
     def _booking_record(self, now: datetime) -> Body:
         parts: list[Body] = [
             {"url": "bookedAt", "valueInstant": format_instant(now)},
@@ -211,20 +260,17 @@ class SchedulingRules:
         return {"url": BOOKING_RECORD, "extension": parts}
 
     async def _check_identifiers(self, tx: Transaction, body: Body) -> None:
-        """An app's own identifier names one Appointment: the same booking is never made twice."""
-        for identifier in body.get("identifier", []):
-            system, value = identifier.get("system"), identifier.get("value")
-            if not (system and value):
-                continue
-            await tx.guard(f"Appointment?identifier={system}|{value}")
-            same = await find_all(
-                tx, self.own_base, "Appointment", [("identifier", f"{system}|{value}")], limit=5
-            )
-            if any(version.id != body["id"] for version in same):
-                raise outcome.conflict(
-                    f"Another Appointment already carries the identifier {system}|{value}",
-                    code="duplicate",
-                )
+        """An app's own identifier names one of its Appointments: the same booking is never made
+        twice. Another client's appointments are not looked at (see `identifiers`)."""
+        for client_id in sorted(labels.clients(body)):
+            for token in identifiers.tokens(body):
+                same = await identifiers.carrying(tx, self.own_base, client_id, token)
+                if any(version.id != body["id"] for version in same):
+                    raise outcome.conflict(
+                        f"Another Appointment of this client already carries the identifier "
+                        f"{token}",
+                        code="duplicate",
+                    )
 
     # Slot
 
@@ -322,13 +368,10 @@ def _with_participant(body: Body, place: str) -> Body:
     return {**body, "participant": [*participants, added]}
 
 
-def _completed(body: Body, slot: Body, schedule: Body, slot_count: int) -> Body:
-    """What the client left out, from its slot: the service type (from the Slot, else its
-    Schedule) and, for a single slot, its start and end."""
-    completed = dict(body)
+def _completed(body: Body, slot: Body, schedule: Body) -> Body:
+    """The service type the client left out, from its slot (the Slot's, else its Schedule's);
+    its start and end are the slots' span (`spans`)."""
     service_type = slot.get("serviceType") or schedule.get("serviceType")
     if service_type and not body.get("serviceType"):
-        completed["serviceType"] = service_type
-    if slot_count == 1 and not (body.get("start") and body.get("end")):
-        completed.update(start=slot.get("start"), end=slot.get("end"))
-    return completed
+        return {**body, "serviceType": service_type}
+    return body

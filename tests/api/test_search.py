@@ -371,11 +371,12 @@ async def test_schedule_and_start_together(client: httpx.AsyncClient) -> None:
 
 async def test_appointments_of_a_patient_by_date(client: httpx.AsyncClient) -> None:
     _, schedule = await schedule_for(client)
-    slots = await slots_at(client, schedule, *hours(0, 3))
+    starts = [MONDAY, MONDAY + timedelta(days=2), MONDAY + timedelta(hours=1)]
+    slots = await slots_at(client, schedule, *starts)
     louise, paul = await create(client, make_patient()), await create(client, make_patient("Roux"))
-    first = await create(client, _appointment(slots[0], louise, MONDAY))
-    later = await create(client, _appointment(slots[1], louise, MONDAY + timedelta(days=2)))
-    await create(client, _appointment(slots[2], paul, MONDAY))
+    first = await create(client, _appointment(slots[0], louise, starts[0]))
+    later = await create(client, _appointment(slots[1], louise, starts[1]))
+    await create(client, _appointment(slots[2], paul, starts[2]))
     url = "/fhir/Appointment"
     assert ids(await search(client, url, {"patient": ref(louise), "date": "2030-05-06"})) == [
         first["id"]
@@ -721,7 +722,9 @@ async def test_has_finds_patients_with_a_booked_appointment(client: httpx.AsyncC
     cancelled = await create(client, make_patient("Petit"))
     await create(client, make_patient("Roux"))  # no appointment
     await create(client, _appointment(first, booked, MONDAY))
-    await create(client, _appointment(second, cancelled, MONDAY, status="cancelled"))
+    await create(
+        client, _appointment(second, cancelled, MONDAY + timedelta(hours=1), status="cancelled")
+    )
     url = "/fhir/Patient"
     assert ids(await search(client, url, {"_has:Appointment:patient:status": "booked"})) == [
         booked["id"]
