@@ -14,12 +14,15 @@ is purged when another record of its kind is added.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from server.fhir.indexing import IndexValues
 from server.fhir.search import Match, SortKey
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,11 @@ class Reader(ABC):
     async def tallies(self, prefix: str) -> dict[str, int]:
         """The tallies whose key starts with `prefix`, by key (see `Transaction.tally`)."""
 
+    @abstractmethod
+    async def tallies_after(self, prefix: str, after: str) -> dict[str, int]:
+        """The tallies whose key starts with `prefix` and sorts after `prefix + after`: one
+        index range, for keys that end in an instant (the live holds: those ending after now)."""
+
 
 class Transaction(Reader):
     @abstractmethod
@@ -92,6 +100,12 @@ class Transaction(Reader):
         """Persist `new` as the current version. Raises FhirError 409 if the current version is
         no longer `previous` (another writer got there first)."""
 
+    async def put_new(self, new: list[tuple[Version, IndexValues]]) -> None:
+        """Persist first versions of new resources together (the audit trail's writes at a
+        commit); a store may do it in one trip."""
+        for version, index in new:
+            await self.put(version, index, None)
+
     @abstractmethod
     async def tally(self, key: str, delta: int) -> None:
         """Add `delta` to the named count, kept in step with the resources it summarizes by
@@ -101,6 +115,12 @@ class Transaction(Reader):
 
 class Store(Reader):
     own_base: str = ""
+
+    async def run(self, work: Callable[[Transaction], Awaitable[T]]) -> T:
+        """`work` in one transaction, run again as the store's driver says when a concurrent
+        transaction won (MongoDB); on a store whose writers never conflict, once."""
+        async with self.transaction() as tx:
+            return await work(tx)
 
     @abstractmethod
     async def open(self) -> None:

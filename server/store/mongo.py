@@ -28,7 +28,7 @@ key (see `Transaction.tally`); both are keyed by `_id`. `records` holds the non-
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any
 
@@ -37,12 +37,14 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure
+from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
 
 from server.fhir import outcome
 from server.fhir.indexing import IndexValues
-from server.store import cursors, mongo_records, mongo_search
-from server.store.base import Found, Query, Reader, Store, Transaction, Version
+from server.store import cursors, deadline, mongo_records, mongo_search
+from server.store.base import Found, Query, Reader, Store, T, Transaction, Version
 
 Document = dict[str, Any]
 Collection = AsyncCollection[Document]
@@ -66,6 +68,11 @@ HISTORY_INDEXES: list[tuple[list[str], bool]] = [
 PROJECTION = {"type": 1, "id": 1, "version": 1, "last_updated": 1, "body": 1}
 DEFAULT_DATABASE = "creneau"
 WRITE_CONFLICT = 112
+TRANSIENT = "TransientTransactionError"
+UNKNOWN_COMMIT = "UnknownTransactionCommitResult"
+COMMIT_ATTEMPTS = 5
+# Every transaction reads one snapshot and commits only once a majority has its writes.
+SNAPSHOT, MAJORITY = ReadConcern("snapshot"), WriteConcern("majority")
 NO_ID = ObjectId("0" * 24)
 CURSOR_IDS = ("after", "before", "snapshot")
 MAX_OFFSET = 2**63 - 1
@@ -104,9 +111,19 @@ def _conflicts() -> Iterator[None]:
     try:
         yield
     except OperationFailure as error:
-        if error.code == WRITE_CONFLICT or error.has_error_label("TransientTransactionError"):
-            raise outcome.conflict("A concurrent change got there first; retry") from None
+        if error.code == WRITE_CONFLICT or error.has_error_label(TRANSIENT):
+            raise outcome.conflict("A concurrent change got there first; retry") from error
         raise
+
+
+async def _commit(session: AsyncClientSession) -> None:
+    for attempt in range(COMMIT_ATTEMPTS):
+        try:
+            await session.commit_transaction()
+            return
+        except PyMongoError as error:
+            if not error.has_error_label(UNKNOWN_COMMIT) or attempt + 1 == COMMIT_ATTEMPTS:
+                raise
 
 
 class _MongoReader(Reader):
@@ -143,6 +160,13 @@ class _MongoReader(Reader):
     async def tallies(self, prefix: str) -> dict[str, int]:
         docs = self._db().tallies.find(
             {"_id": {"$gte": prefix, "$lt": prefix + mongo_search.PREFIX_END}},
+            session=self._session,
+        )
+        return {doc["_id"]: doc["value"] async for doc in docs}
+
+    async def tallies_after(self, prefix: str, after: str) -> dict[str, int]:
+        docs = self._db().tallies.find(
+            {"_id": {"$gt": prefix + after, "$lt": prefix + mongo_search.PREFIX_END}},
             session=self._session,
         )
         return {doc["_id"]: doc["value"] async for doc in docs}
@@ -243,6 +267,7 @@ class MongoTransaction(_MongoReader, Transaction):
         self._session = session
 
     def _db(self) -> AsyncDatabase[Document]:
+        deadline.check()
         return self._database
 
     async def guard(self, key: str) -> None:
@@ -302,12 +327,15 @@ class MongoTransaction(_MongoReader, Transaction):
             raise outcome.conflict(f"{new.type}/{new.id} was changed concurrently")
 
 
-async def _create_indexes(database: AsyncDatabase[Document]) -> None:
+async def _is_test_server(database: AsyncDatabase[Document]) -> bool:
+    info = await database.client.admin.command("buildInfo")
+    return bool(info.get("process") == "nx_27017")
+
+
+async def _create_indexes(database: AsyncDatabase[Document], test_server: bool) -> None:
     """The collections, then the indexes. Indexes only speed searches up; none changes an
     answer. nx-27017, the test server, cannot evaluate a compound index over `_id` (every later
     insert fails), so there it goes without."""
-    info = await database.client.admin.command("buildInfo")
-    test_server = info.get("process") == "nx_27017"
     existing = set(await database.list_collection_names())
     for name in ("resources", "history", "guards", "tallies", "records"):
         if name not in existing:  # created up front: transactions only write to them
@@ -330,6 +358,7 @@ class MongoStore(_MongoReader, Store):
         self.own_base = own_base
         self._client: AsyncMongoClient[Document] | None = None
         self._database: AsyncDatabase[Document] | None = None
+        self._snapshot = SNAPSHOT
 
     async def open(self) -> None:
         client: AsyncMongoClient[Document] = AsyncMongoClient(self.uri, tz_aware=False)
@@ -338,7 +367,12 @@ class MongoStore(_MongoReader, Store):
             if self.database_name
             else client.get_default_database(DEFAULT_DATABASE)
         )
-        await _create_indexes(database)
+        test_server = await _is_test_server(database)
+        await _create_indexes(database, test_server)
+        if test_server:
+            # nx-27017 isolates no transaction, and stores the `readConcern` of a transaction
+            # that opens with an insert as one more inserted document: it is not sent there.
+            self._snapshot = ReadConcern()
         self._client, self._database = client, database
 
     async def close(self) -> None:
@@ -349,15 +383,42 @@ class MongoStore(_MongoReader, Store):
     def _db(self) -> AsyncDatabase[Document]:
         if self._database is None:
             raise RuntimeError("MongoStore is not open")
+        deadline.check()
         return self._database
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
+        """One attempt; a commit whose result is unknown is retried as the driver would (a
+        commit is idempotent), so a change that committed is never answered as a failure."""
         database = self._db()
         async with database.client.start_session() as session:
             with _conflicts():
-                async with await session.start_transaction():
+                await session.start_transaction(self._snapshot, MAJORITY)
+                try:
                     yield MongoTransaction(database, session)
+                except BaseException:
+                    if session.in_transaction:
+                        await session.abort_transaction()
+                    raise
+                await _commit(session)
+
+    async def run(self, work: Callable[[Transaction], Awaitable[T]]) -> T:
+        """PyMongo's `with_transaction`: the whole transaction again on a transient error (a
+        write conflict with a concurrent one), the commit again when its result is unknown."""
+        database = self._db()
+
+        async def attempt(session: AsyncClientSession) -> T:
+            try:
+                return await work(MongoTransaction(database, session))
+            except outcome.FhirError as error:
+                cause = error.__cause__
+                if isinstance(cause, PyMongoError) and cause.has_error_label(TRANSIENT):
+                    raise cause from None  # the driver's to retry
+                raise
+
+        async with database.client.start_session() as session:
+            with _conflicts():
+                return await session.with_transaction(attempt, self._snapshot, MAJORITY)
 
     async def version(self, resource_type: str, resource_id: str, version: int) -> Version | None:
         doc = await self._db().history.find_one(

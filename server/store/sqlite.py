@@ -23,7 +23,7 @@ import orjson
 
 from server.fhir import outcome
 from server.fhir.indexing import IndexValues
-from server.store import cursors, sqlite_records, sqlite_search
+from server.store import cursors, deadline, sqlite_records, sqlite_search
 from server.store.base import Found, Query, Reader, Store, Transaction, Version
 
 T = TypeVar("T")
@@ -89,15 +89,21 @@ RESOURCE_COLUMNS = "r.type, r.id, r.version, r.last_updated, r.body"
 POOL_SIZE = 8
 BUSY_WAIT = 0.0005  # first wait when another process holds the write lock; doubles up to 4 ms
 BUSY_LIMIT = 30.0
+OPEN_WAIT = 10.0  # seconds a new connection waits for another process setting the store up
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    # timeout=0: a busy database answers at once and `_begin` waits without holding a thread.
-    connection = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+    # Opening waits for a process that is switching the new file to WAL (two workers starting
+    # on a fresh store); then busy_timeout 0: a busy database answers at once and `_begin`
+    # waits without holding a thread.
+    connection = sqlite3.connect(
+        path, timeout=OPEN_WAIT, isolation_level=None, check_same_thread=False
+    )
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA foreign_keys=OFF")
     connection.execute("PRAGMA cache_size=-65536")
+    connection.execute("PRAGMA busy_timeout=0")
     return connection
 
 
@@ -119,7 +125,7 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
 
 async def _when_free(attempt: Callable[[], Any]) -> None:
     """Run `attempt` until SQLite's write lock is free, sleeping between tries (not blocking)."""
-    wait, deadline = BUSY_WAIT, time.monotonic() + BUSY_LIMIT
+    wait, give_up = BUSY_WAIT, time.monotonic() + BUSY_LIMIT
     while True:
         try:
             await attempt()
@@ -127,10 +133,11 @@ async def _when_free(attempt: Callable[[], Any]) -> None:
         except sqlite3.OperationalError as error:
             if "locked" not in str(error) and "busy" not in str(error):
                 raise
-            if time.monotonic() > deadline:
+            if time.monotonic() > give_up:
                 raise outcome.FhirError(
                     503, [outcome.Issue("transient", "The store is busy")]
                 ) from None
+            deadline.check()
         await asyncio.sleep(wait * (0.5 + random.random()))
         wait = min(wait * 2, 0.004)
 
@@ -153,15 +160,16 @@ class _SqliteReader(Reader):
         return _version(row) if row else None
 
     async def current_many(self, keys: list[tuple[str, str]]) -> list[Version]:
+        """The keys as one JSON array: one SQL variable, however many they are."""
         if not keys:
             return []
-        marks = ", ".join("(?, ?)" for _ in keys)
-        args = [part for key in keys for part in key]
+        listed = orjson.dumps(keys).decode()
         rows = await self._run(
             lambda db: db.execute(
                 f"SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.deleted = 0 "
-                f"AND (r.type, r.id) IN (VALUES {marks})",
-                args,
+                "AND (r.type, r.id) IN (SELECT json_extract(value, '$[0]'), "
+                "json_extract(value, '$[1]') FROM json_each(?))",
+                (listed,),
             ).fetchall()
         )
         return [_version(row) for row in rows]
@@ -178,9 +186,19 @@ class _SqliteReader(Reader):
         )
         return dict(rows)
 
+    async def tallies_after(self, prefix: str, after: str) -> dict[str, int]:
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT key, value FROM tallies WHERE key > ? AND key < ?",
+                (prefix + after, prefix + sqlite_search.PREFIX_END),
+            ).fetchall()
+        )
+        return dict(rows)
+
 
 def _find(db: sqlite3.Connection, query: Query) -> Found:
     where, args = sqlite_search.where(query.resource_type, query.matches)
+    _check_variables(db, len(args) + len(query.sort) + 3)  # and the paging ones
     total = None
     if query.with_total:
         total = db.execute(f"SELECT count(*) FROM resources r WHERE {where}", args).fetchone()[0]
@@ -188,6 +206,17 @@ def _find(db: sqlite3.Connection, query: Query) -> Found:
     if query.sort:
         return _find_sorted(db, query, where, args, cursor, total)
     return _find_in_order(db, query, where, args, cursor, total)
+
+
+def _check_variables(db: sqlite3.Connection, needed: int) -> None:
+    """Refuse a search needing more SQL variables than this SQLite allows (the search caps keep
+    a client far below it; an operator raising them could reach it)."""
+    most = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    if needed > most:
+        raise outcome.bad_request(
+            f"This search needs {needed} SQL variables, more than the store allows ({most})",
+            "too-costly",
+        )
 
 
 def _find_in_order(
@@ -261,6 +290,7 @@ class SqliteTransaction(_SqliteReader, Transaction):
         self._begun = False
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        deadline.check()
         if self._begun:
             return await anyio.to_thread.run_sync(fn, self._db)
         await self._writers.acquire()
@@ -287,6 +317,13 @@ class SqliteTransaction(_SqliteReader, Transaction):
 
     async def put(self, new: Version, index: IndexValues | None, previous: Version | None) -> None:
         await self._run(lambda db: _put(db, new, index, previous))
+
+    async def put_new(self, new: list[tuple[Version, IndexValues]]) -> None:
+        def put_all(db: sqlite3.Connection) -> None:
+            for version, index in new:
+                _put(db, version, index, None)
+
+        await self._run(put_all)
 
     async def tally(self, key: str, delta: int) -> None:
         await self._run(
@@ -391,6 +428,7 @@ class SqliteStore(_SqliteReader, Store):
             self._pool.put_nowait(connection)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        deadline.check()
         async with self._connection() as db:
             return await anyio.to_thread.run_sync(fn, db)
 

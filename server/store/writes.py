@@ -11,7 +11,7 @@ import uuid
 from typing import Any, Protocol
 
 from server.fhir import outcome
-from server.fhir.indexing import extract
+from server.fhir.indexing import IndexValues, extract
 from server.fhir.values import now_instant, split_reference
 from server.store.base import Transaction, Version
 
@@ -58,6 +58,20 @@ async def create(
     if previous is not None and not previous.deleted:
         raise outcome.conflict(f"{resource['resourceType']}/{resource_id} already exists")
     return await _write(tx, resource, resource_id, previous, own_base, rules, method="POST")
+
+
+async def create_many(
+    tx: Transaction, resources: list[dict[str, Any]], *, own_base: str, rules: WriteRules
+) -> list[Version]:
+    """Store new resources under fresh server ids, in one trip to the store where it can."""
+    prepared = [
+        await _prepare(tx, resource, new_id(), None, own_base, rules, "POST")
+        for resource in resources
+    ]
+    await tx.put_new(prepared)
+    for version, _ in prepared:
+        await rules.after(tx, None, version)
+    return [version for version, _ in prepared]
 
 
 async def update(
@@ -120,6 +134,23 @@ async def _write(
     rules: WriteRules,
     method: str,
 ) -> Version:
+    version, index = await _prepare(tx, resource, resource_id, previous, own_base, rules, method)
+    await tx.put(version, index, previous)
+    live = previous.body if previous is not None and not previous.deleted else None
+    await rules.after(tx, live, version)
+    return version
+
+
+async def _prepare(
+    tx: Transaction,
+    resource: dict[str, Any],
+    resource_id: str,
+    previous: Version | None,
+    own_base: str,
+    rules: WriteRules,
+    method: str,
+) -> tuple[Version, IndexValues]:
+    """The next version as the rules let it be stored, and its index values."""
     number = previous.version + 1 if previous else 1
     last_updated = now_instant()
     body = dict(resource, id=resource_id)
@@ -133,9 +164,7 @@ async def _write(
     live = previous.body if previous is not None and not previous.deleted else None
     body = await rules.before(tx, live, body) or body
     version = Version(body["resourceType"], resource_id, number, last_updated, body, method)
-    await tx.put(version, extract(body, own_base), previous)
-    await rules.after(tx, live, version)
-    return version
+    return version, extract(body, own_base)
 
 
 async def check_references(tx: Transaction, body: dict[str, Any], own_base: str) -> None:
