@@ -42,20 +42,17 @@ def free_port() -> int:
 
 
 def start_server(
-    data_dir: Path, port: int, workers: int, stderr: IO[bytes] | int = subprocess.DEVNULL
+    data_dir: Path,
+    port: int,
+    workers: int,
+    stderr: IO[bytes] | int = subprocess.DEVNULL,
+    sandbox: bool = True,
 ) -> subprocess.Popen[bytes]:
+    """`creneau serve`, in the sandbox (auth off) unless `sandbox` is False."""
     creneau = Path(sys.executable).parent / "creneau"
+    options = ["--data-dir", str(data_dir), "--port", str(port), "--workers", str(workers)]
     process = subprocess.Popen(
-        [
-            str(creneau),
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ],
+        [str(creneau), "serve", *options, *(["--sandbox"] if sandbox else [])],
         stdout=subprocess.DEVNULL,
         stderr=stderr,
     )

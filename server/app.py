@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.middleware.cors import CORSMiddleware
 
 from server.api import auth, errors, grants, metadata, rest, scheduling
+from server.api.budget import TimeBudget
+from server.audit.queue import AuditQueue
 from server.auth.grants import GrantBook
 from server.auth.tokens import Authority
 from server.config import Settings
@@ -63,11 +71,17 @@ def create_app(
         await store.open()
         app.state.store = store
         authority = make_authority(settings, store, clock, jwks_http)
+        audit = app.state.audit = AuditQueue(store, settings.fhir_base, clock)
+        writer = asyncio.create_task(audit.run(settings.audit_flush_seconds))
         try:
             await authority.open()
             app.state.authority = authority
             yield
         finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            await audit.flush()
             await authority.close()
             await store.close()
 
@@ -80,13 +94,69 @@ def create_app(
     app.state.settings = settings
     app.state.policy = make_policy(settings, clock)
     app.state.grants = GrantBook()
+    app.openapi = _openapi_of(app)  # type: ignore[method-assign]
     errors.install(app)
+    app.add_middleware(TimeBudget, seconds=settings.limits.request_seconds)
+    _allow_browsers(app, settings)
     app.include_router(metadata.router)
     app.include_router(auth.router)  # before rest: `.well-known` is not a resource type
     app.include_router(scheduling.router)  # before rest: `$find` is not a resource id
     app.include_router(grants.router)
     app.include_router(rest.router)
     return app
+
+
+def _openapi_of(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """The OpenAPI document with one operation id per path and method: FastAPI gives a route
+    that answers GET and POST (`$find`, `$doses`, `$grants`) the same id for both."""
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Duplicate Operation ID")
+                schema = get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=app.routes,
+                )
+            for operations in schema["paths"].values():
+                for method, operation in operations.items():
+                    operation["operationId"] = f"{operation['operationId']}_{method}"
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return document
+
+
+# What a browser booking app sends and reads beyond the CORS-safelisted headers.
+CORS_REQUEST_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "If-Match",
+    "If-None-Exist",
+    "If-None-Match",
+    "If-Modified-Since",
+    "Prefer",
+    "X-On-Behalf-Of",
+)
+CORS_RESPONSE_HEADERS = ("Location", "Content-Location", "ETag", "Last-Modified")
+
+
+def _allow_browsers(app: FastAPI, settings: Settings) -> None:
+    """CORS for the origins the operator lists (`CRENEAU_CORS_ORIGINS`, `*` for any): bearer
+    tokens, not cookies, so credentials are never allowed."""
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if not origins:
+        return
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=list(CORS_REQUEST_HEADERS),
+        expose_headers=list(CORS_RESPONSE_HEADERS),
+        max_age=600,
+    )
 
 
 def from_env() -> FastAPI:

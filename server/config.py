@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from server.limits import Limits, limits_from_env, limits_to_env
 from server.scheduling.vocabulary import DEFAULT_VACCINATION_CODES
 
 
@@ -25,6 +26,9 @@ class Settings:
     key_rotation_seconds: int = 86400  # a new signing key this often (unless signing_key_file)
     signing_key_file: Path | None = None  # a private JWK (JSON) or PEM; no rotation then
     cors_origins: str = ""  # comma-separated origins allowed to call from a browser
+    audit_reads: bool = False  # an AuditEvent for every read and search too (off: writes only)
+    audit_flush_seconds: float = 1.0  # how often queued AuditEvents (refusals, reads) are written
+    limits: Limits = field(default_factory=Limits)  # CRENEAU_LIMIT_*, see docs/limits.md
 
     @property
     def fhir_base(self) -> str:
@@ -48,6 +52,9 @@ class Settings:
             "CRENEAU_TOKEN_SECONDS": str(self.token_seconds),
             "CRENEAU_KEY_ROTATION_SECONDS": str(self.key_rotation_seconds),
             "CRENEAU_CORS_ORIGINS": self.cors_origins,
+            "CRENEAU_AUDIT_READS": "1" if self.audit_reads else "",
+            "CRENEAU_AUDIT_FLUSH_SECONDS": str(self.audit_flush_seconds),
+            **limits_to_env(self.limits),
         }
         if self.mongodb_uri:
             env["CRENEAU_MONGODB_URI"] = self.mongodb_uri
@@ -74,11 +81,13 @@ class Settings:
             ("key_rotation_seconds", int),
             ("signing_key_file", Path),
             ("cors_origins", str),
+            ("audit_reads", _flag),
+            ("audit_flush_seconds", float),
         ):
             value = env.get(f"CRENEAU_{name.upper()}")
             if value:
                 overrides[name] = convert(value)
-        return replace(settings, **overrides)  # type: ignore[arg-type]
+        return replace(settings, limits=limits_from_env(env), **overrides)  # type: ignore[arg-type]
 
 
 def _flag(value: str) -> bool:

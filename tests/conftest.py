@@ -70,7 +70,14 @@ def mongodb_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 # Tokens last a day here: tests move the clock forward (to expire holds) with the same token.
-COMMON = {"base_url": BASE, "max_body_bytes": 64 * 1024, "token_seconds": 86_400}
+# Queued AuditEvents are written when a test flushes them (`app.state.audit.flush()`), not in
+# the background: nx-27017 does not isolate concurrent MongoDB transactions.
+COMMON = {
+    "base_url": BASE,
+    "max_body_bytes": 64 * 1024,
+    "token_seconds": 86_400,
+    "audit_flush_seconds": 3600.0,
+}
 
 
 @pytest.fixture(params=["sqlite", "mongo"])

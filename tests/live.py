@@ -18,32 +18,56 @@ import pytest
 
 @contextmanager
 def live_server(data_dir: Path, *options: str) -> Iterator[str]:
-    """`creneau serve` on a free port with `options`; yields its base URL (without /fhir)."""
+    """`creneau serve` on a free port with `options`; yields its base URL (without /fhir) once
+    every worker process has started. The server's log is kept in `data_dir` and shown when the
+    server fails to start."""
+    with serving(data_dir, *options) as (base, _):
+        yield base
+
+
+@contextmanager
+def serving(data_dir: Path, *options: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`live_server`, with the server's process too."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     creneau = str(Path(sys.executable).parent / "creneau")
-    server = subprocess.Popen(
-        [creneau, "serve", *options, "--data-dir", str(data_dir), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log_path = data_dir / "server.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [creneau, "serve", *options, "--data-dir", str(data_dir), "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/fhir/metadata").status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        server.kill()
-        pytest.fail("the server did not start")
+    workers = int(options[options.index("--workers") + 1]) if "--workers" in options else 1
     try:
-        yield base
+        _wait_until_started(server, base, log_path, workers)
+        yield base, server
     finally:
+        if server.poll() is not None:  # it died under the test: pytest shows this on failure
+            print(log_path.read_text(errors="replace"))
         server.terminate()
         server.wait(timeout=20)
+
+
+def _wait_until_started(
+    server: subprocess.Popen[bytes], base: str, log_path: Path, workers: int
+) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and server.poll() is None:
+        started = log_path.read_text(errors="replace").count("Application startup complete")
+        if started >= workers and _answers(base):
+            return
+        time.sleep(0.2)
+    pytest.fail(f"the server did not start:\n{log_path.read_text(errors='replace')}")
+
+
+def _answers(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/fhir/metadata").status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def admin_token(data_dir: Path, base: str) -> str:

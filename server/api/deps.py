@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from server.api.interactions import Interactions
+from server.audit.events import SUCCESS, action_of
+from server.audit.trail import Trail
 from server.auth.access import Access
 from server.auth.caller import Caller, sandbox
 from server.config import Settings
 from server.fhir import outcome
 from server.fhir.values import format_instant
+from server.scheduling import generation
 from server.scheduling.rules import SchedulingRules
 from server.store.base import Store
 
@@ -36,7 +40,6 @@ async def _caller(request: Request) -> Caller:
     caller: Caller = await request.app.state.authority.caller(
         request.headers.get("authorization"), on_behalf_of=_on_behalf_of(request)
     )
-    request.state.caller = caller  # for the audit of refusals
     return caller
 
 
@@ -62,22 +65,67 @@ async def _access(request: Request) -> Access:
     return Access.of(caller, grants, now)
 
 
-async def _rules(request: Request, access: Annotated[Access, Depends(_access)]) -> SchedulingRules:
-    """The scheduling rules for this request's writes, on behalf of whoever makes it."""
-    return SchedulingRules(request.app.state.policy, access, _settings(request).fhir_base)
+def trail_of(request: Request, caller: Caller | None) -> Trail:
+    """The audit trail of this request (`caller` None: it was refused before it had one)."""
+    address = request.client.host if request.client else None
+    action = action_of(request.method, request.url.path, request.url.query)
+    clock = request.app.state.policy.now
+    return Trail(action, caller, _settings(request).fhir_base, clock, address)
+
+
+async def _trail(
+    request: Request, access: Annotated[Access, Depends(_access)]
+) -> AsyncIterator[Trail]:
+    """Kept on the request for the audit of its refusal; a read is audited once answered,
+    when the operator asks for it (`audit_reads`)."""
+    trail = trail_of(request, access.caller)
+    request.state.trail = trail
+    yield trail
+    if trail.action.reads_only and _settings(request).audit_reads:
+        request.app.state.audit.put(trail.event(SUCCESS))
+
+
+async def _rules(
+    request: Request,
+    access: Annotated[Access, Depends(_access)],
+    trail: Annotated[Trail, Depends(_trail)],
+) -> AsyncIterator[SchedulingRules]:
+    """The scheduling rules for this request's writes, on behalf of whoever makes it. The Slots
+    of a large generation are written once the route is done (its transactions committed) and
+    before it is answered, a batch to a transaction (`generation.Later`)."""
+    settings = _settings(request)
+    later = generation.Later()
+    rules = SchedulingRules(
+        request.app.state.policy,
+        access,
+        settings.fhir_base,
+        trail,
+        limits=settings.limits,
+        later=later,
+    )
+    yield rules
+    await later.write(_store(request), settings.fhir_base, rules, trail)
 
 
 async def _interactions(
-    request: Request, rules: Annotated[SchedulingRules, Depends(_rules)]
+    request: Request, rules: Annotated[SchedulingRules, Depends(_rules, scope="function")]
 ) -> Interactions:
-    return Interactions(_store(request), _settings(request).fhir_base, rules, rules.access)
+    settings = _settings(request)
+    return Interactions(
+        _store(request),
+        settings.fhir_base,
+        rules,
+        rules.access,
+        rules.trail,
+        limits=settings.limits,
+    )
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 StoreDep = Annotated[Store, Depends(_store)]
 CallerDep = Annotated[Caller, Depends(_caller)]
 AccessDep = Annotated[Access, Depends(_access)]
-Rules = Annotated[SchedulingRules, Depends(_rules)]
+Rules = Annotated[SchedulingRules, Depends(_rules, scope="function")]
 Fhir = Annotated[Interactions, Depends(_interactions)]
 
 

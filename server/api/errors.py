@@ -9,7 +9,9 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from server.api.deps import trail_of
 from server.api.negotiation import fhir_response
+from server.audit.events import FAILED, REFUSED
 from server.fhir import outcome
 from server.fhir.outcome import FhirError, Issue
 
@@ -30,7 +32,11 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
+AUDITED_ALWAYS = (401, 403, 409)  # refusals audited even on reads
+
+
 async def _fhir_error(request: Request, error: FhirError) -> Response:
+    _audit(request, error.status, error.issues[0].diagnostics if error.issues else None)
     return fhir_response(error.status, error.outcome(), headers=error.headers or None)
 
 
@@ -52,5 +58,27 @@ async def _request_error(request: Request, error: RequestValidationError) -> Res
 
 async def _unexpected(request: Request, error: Exception) -> Response:
     log.exception("Unexpected error on %s %s", request.method, request.url.path)
+    _audit(request, 500, "internal error")
     issue = Issue("exception", "Internal error; it has been logged", severity="fatal")
     return fhir_response(500, outcome.operation_outcome([issue]))
+
+
+def _audit(request: Request, status: int, description: str | None) -> None:
+    """Queue the AuditEvent of a refused or failed request: its transaction, if any, rolled
+    back with the trail it carried. Writes and operations always; reads when refused
+    (401, 403, 409), failed (5xx), or when the operator audits reads."""
+    trail = getattr(request.state, "trail", None)
+    if trail is None and status == 401 and request.url.path.startswith("/fhir"):
+        trail = trail_of(request, None)
+    if trail is None:
+        return
+    audit_reads = request.app.state.settings.audit_reads
+    if (
+        trail.action.reads_only
+        and status not in AUDITED_ALWAYS
+        and status < 500
+        and not audit_reads
+    ):
+        return
+    code = FAILED if status >= 500 else REFUSED
+    request.app.state.audit.put(trail.event(code, f"{status}: {description or ''}"[:300]))

@@ -52,7 +52,7 @@ async def grant(
         )
         return version, False
 
-    version, was_created = await atomically(store, work)
+    version, was_created = await atomically(store, work, rules.trail)
     reply = version_reply(201 if was_created else 200, version, rules.own_base, location=True)
     return fhir_response(reply.status, reply.body, reply.headers)
 
@@ -76,7 +76,7 @@ async def revoke(
         await writes.delete(tx, "Basic", existing.id, rules=rules)
         return True
 
-    done = await atomically(store, work)
+    done = await atomically(store, work, rules.trail)
     message = (
         f"Grant of {owner} to {client} revoked" if done else f"{owner} had no grant to {client}"
     )

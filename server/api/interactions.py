@@ -6,23 +6,34 @@ meets exactly the checks of the same write sent alone. Writes take the Transacti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-import jsonpatch
-
 from server.api.replies import Reply, version_reply
+from server.audit.trail import TRAIL_TYPES, Trail
 from server.auth.access import DIRECTORY, Access, forbidden
-from server.fhir import outcome, resources, summary
+from server.fhir import outcome, patching, resources, summary
 from server.fhir.bundles import bundle, history_entry, search_entry
-from server.fhir.search import Parser, SearchRequest
+from server.fhir.search import Parser, SearchRequest, count_value
 from server.fhir.searchparams import registry
 from server.fhir.values import date_range
+from server.limits import Limits
 from server.store import searching, writes
 from server.store.base import Reader, Store, Transaction, Version
 
 CONDITIONAL_LIMIT = 2
+
+
+@dataclass(frozen=True)
+class PatchDraft:
+    """A JSON Patch applied to the resource as stored before the write's transaction opened
+    (`Interactions.patch_draft`): the validated result, or the error the patch met."""
+
+    version: int
+    result: dict[str, Any] | outcome.FhirError
 
 
 @dataclass
@@ -31,6 +42,15 @@ class Interactions:
     base: str
     rules: writes.WriteRules
     access: Access
+    trail: Trail | None = None
+    limits: Limits = field(default_factory=Limits)
+
+    @asynccontextmanager
+    async def transaction(self, interaction: str | None = None) -> AsyncIterator[Transaction]:
+        """The store transaction writes run in, audited when the request has a trail."""
+        opened = self.trail.transaction(self.store, interaction) if self.trail else None
+        async with opened or self.store.transaction() as tx:
+            yield tx
 
     # reads
 
@@ -122,7 +142,11 @@ class Interactions:
         else:
             self._whole_history(resource_type)
         options = dict(params)
-        count = min(int(options["_count"]), 1000) if options.get("_count", "").isdecimal() else 50
+        count = (
+            count_value(options["_count"], self.limits.page_size)
+            if options.get("_count", "").isdecimal()
+            else 50
+        )
         since = None
         if "_since" in options:
             span = date_range(options["_since"])
@@ -153,10 +177,11 @@ class Interactions:
         *,
         if_none_exist: str | None = None,
         assigned_id: str | None = None,
+        validated: bool = False,
     ) -> Reply:
         resources.check_type(resource_type)
         self._scope(resource_type, "c")
-        resource = resources.validate(body, resource_type)
+        resource = _valid(body, resource_type, validated)
         if if_none_exist:
             await tx.guard(f"{resource_type}?{if_none_exist}")
             existing = await self._matching(tx, resource_type, if_none_exist)
@@ -178,15 +203,18 @@ class Interactions:
         body: Any,
         *,
         if_match: int | None = None,
+        validated: bool = False,
     ) -> Reply:
         resources.check_type(resource_type)
         resources.check_id(resource_id)
-        resource = resources.validate(body, resource_type)
+        resource = _valid(body, resource_type, validated)
         if resource.get("id") != resource_id:
             raise outcome.bad_request(
                 f"The resource id {resource.get('id')!r} must equal the URL id {resource_id!r}"
             )
         previous = await self._previous(tx, resource_type, resource_id)
+        if previous is not None:
+            _append_only(resource_type, "updated")
         self._scope(resource_type, "u" if previous is not None else "c")
         await self.access.check_write(tx, previous, resource, self.base)
         version, created = await writes.update(
@@ -202,6 +230,7 @@ class Interactions:
         body: Any,
         *,
         if_match: int | None = None,
+        validated: bool = False,
     ) -> Reply:
         resources.check_type(resource_type)
         self._scope(resource_type, "s")
@@ -213,10 +242,15 @@ class Interactions:
         if matches and given_id not in (None, matches[0].id):
             raise outcome.bad_request("The resource id differs from the one the condition found")
         if not matches and given_id is None:
-            return await self.create(tx, resource_type, body)
+            return await self.create(tx, resource_type, body, validated=validated)
         target = matches[0].id if matches else str(given_id)
         return await self.update(
-            tx, resource_type, target, {**body, "id": target}, if_match=if_match
+            tx,
+            resource_type,
+            target,
+            {**body, "id": target},  # still valid when `validated`: `target` is a valid id
+            if_match=if_match,
+            validated=validated,
         )
 
     async def patch(
@@ -227,31 +261,64 @@ class Interactions:
         operations: Any,
         *,
         if_match: int | None = None,
+        draft: PatchDraft | None = None,
     ) -> Reply:
+        """`draft`, made before `tx` opened, saves applying and validating the patch while the
+        transaction holds the store's write lock, unless the resource has changed since."""
+        _append_only(resource_type, "patched")
+        operations = patching.check_operations(operations, self.limits.patch_operations)
         current = await self._live(tx, resource_type, resource_id)
-        if not isinstance(operations, list):
-            raise outcome.bad_request("A JSON Patch body is an array of operations")
-        try:
-            patched = jsonpatch.apply_patch(current.body, operations)
-        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError) as exc:
-            raise outcome.FhirError(
-                422, [outcome.Issue("processing", f"JSON Patch failed: {exc}")]
-            ) from None
-        if patched.get("id") != resource_id or patched.get("resourceType") != resource_type:
-            raise outcome.invalid_one("A patch may not change the resource's id or type")
+        if draft is None or draft.version != current.version:
+            draft = self._draft(current, operations)
+        if isinstance(draft.result, outcome.FhirError):
+            raise draft.result
         return await self.update(
             tx,
             resource_type,
             resource_id,
-            patched,
+            draft.result,
             if_match=if_match if if_match is not None else current.version,
+            validated=True,
         )
+
+    async def patch_draft(
+        self, resource_type: str, resource_id: str, operations: Any
+    ) -> PatchDraft | None:
+        """The patch applied to the resource as stored now (None: nothing live to patch).
+        Call it before opening the write's transaction, as it reads from the store: inside one,
+        that read would wait for a second pooled connection while holding the first."""
+        _append_only(resource_type, "patched")
+        operations = patching.check_operations(operations, self.limits.patch_operations)
+        resources.check_type(resource_type)
+        resources.check_id(resource_id)
+        stored = await self.store.current(resource_type, resource_id)
+        if stored is None or stored.deleted:
+            return None
+        return self._draft(stored, operations)
+
+    def _draft(self, current: Version, operations: list[Any]) -> PatchDraft:
+        """Errors are kept, not raised: one met on an earlier version may not hold now."""
+        try:
+            return PatchDraft(current.version, self._patched(current, operations))
+        except outcome.FhirError as error:
+            return PatchDraft(current.version, error)
+
+    def _patched(self, current: Version, operations: list[Any]) -> dict[str, Any]:
+        patched = patching.apply(current.body, operations, self.limits.patch_result_bytes)
+        if (
+            not isinstance(patched, dict)
+            or patched.get("id") != current.id
+            or patched.get("resourceType") != current.type
+        ):
+            raise outcome.invalid_one("A patch may not change the resource's id or type")
+        return resources.validate(patched, current.type)
 
     async def delete(
         self, tx: Transaction, resource_type: str, resource_id: str, *, if_match: int | None = None
     ) -> Reply:
         resources.check_type(resource_type)
         resources.check_id(resource_id)
+        _append_only(resource_type, "deleted")
         self._scope(resource_type, "d")
         previous = await self._previous(tx, resource_type, resource_id)
         if previous is not None:
@@ -264,6 +331,7 @@ class Interactions:
 
     async def conditional_delete(self, tx: Transaction, resource_type: str, query: str) -> Reply:
         resources.check_type(resource_type)
+        _append_only(resource_type, "deleted")
         self._scope(resource_type, "s")
         matches = await self._matching(tx, resource_type, query)
         if len(matches) > 1:
@@ -275,7 +343,7 @@ class Interactions:
     # shared
 
     def parser(self, strict: bool) -> Parser:
-        return Parser(registry(), strict=strict, own_base=self.base)
+        return Parser(registry(), strict=strict, own_base=self.base, limits=self.limits)
 
     async def _matching(self, reader: Reader, resource_type: str, query: str) -> list[Version]:
         params = parse_qsl(query.lstrip("?"), keep_blank_values=True)
@@ -326,6 +394,23 @@ class Interactions:
         raise forbidden(
             "The history of a whole type or of the server is for admin clients; "
             "read the history of each resource instead"
+        )
+
+
+def _valid(body: Any, resource_type: str, validated: bool) -> dict[str, Any]:
+    """`body` once `resources.validate` accepts it; `validated`: the caller had it accepted
+    before opening the write's transaction (Bundle entries, patches), not to repeat that work
+    while the transaction holds the store's write lock."""
+    if validated and isinstance(body, dict):
+        return body
+    return resources.validate(body, resource_type)
+
+
+def _append_only(resource_type: str, done: str) -> None:
+    """The audit trail is never rewritten through the API, not even by an admin client."""
+    if resource_type in TRAIL_TYPES:
+        raise outcome.method_not_allowed(
+            f"{resource_type} is append-only: it cannot be {done} (create a new one instead)"
         )
 
 

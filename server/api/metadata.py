@@ -33,12 +33,19 @@ INTERACTIONS = (
     "create",
     "search-type",
 )
+APPEND_ONLY = ("AuditEvent", "Provenance")  # never updated nor deleted through the API
 SOFTWARE_VERSION = "0.1.0"
+SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
 
 @router.get("/metadata")
 async def metadata(request: Request, settings: SettingsDep) -> Response:
-    return fhir_response(200, capability_statement(settings.fhir_base))
+    token_endpoint = request.app.state.authority.token_endpoint
+    statement = capability_statement(
+        settings.fhir_base, token_endpoint, settings.sandbox, bool(settings.cors_origins)
+    )
+    return fhir_response(200, statement)
 
 
 @router.api_route("/metadata", methods=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
@@ -63,8 +70,34 @@ async def operation_definition_is_read_only(definition_id: str) -> Response:
     raise outcome.method_not_allowed("OperationDefinitions are read-only: use GET")
 
 
+def _security(token_endpoint: str, sandbox: bool, cors: bool) -> dict[str, Any]:
+    """`rest.security`: SMART Backend Services and its token endpoint, or the sandbox."""
+    if sandbox:
+        description = (
+            "SANDBOX: authorization is OFF. Every request acts as the admin client 'sandbox'; "
+            "never run so with real data."
+        )
+    else:
+        description = (
+            "SMART Backend Services: a bearer access token from the token endpoint "
+            "(client_credentials, private_key_jwt or client secret), system/ scopes, and the "
+            "owners' grants (see docs/security.md)."
+        )
+    security: dict[str, Any] = {"cors": cors, "description": description}
+    if not sandbox:
+        security["service"] = [{"coding": [{"system": SECURITY_SERVICE, "code": "SMART-on-FHIR"}]}]
+        security["extension"] = [_oauth_uris(token_endpoint)]
+    return security
+
+
+def _oauth_uris(token_endpoint: str) -> dict[str, Any]:
+    return {"url": OAUTH_URIS, "extension": [{"url": "token", "valueUri": token_endpoint}]}
+
+
 @cache
-def capability_statement(base: str) -> dict[str, Any]:
+def capability_statement(
+    base: str, token_endpoint: str, sandbox: bool = False, cors: bool = False
+) -> dict[str, Any]:
     statement = {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -79,6 +112,7 @@ def capability_statement(base: str) -> dict[str, Any]:
         "rest": [
             {
                 "mode": "server",
+                "security": _security(token_endpoint, sandbox, cors),
                 "resource": [_resource(t) for t in SERVED_TYPES],
                 "interaction": [
                     {"code": "transaction"},
@@ -102,13 +136,13 @@ def _resource(resource_type: str) -> dict[str, Any]:
     )
     resource: dict[str, Any] = {
         "type": resource_type,
-        "interaction": [{"code": code} for code in INTERACTIONS],
+        "interaction": [{"code": code} for code in _interactions(resource_type)],
         "versioning": "versioned-update",
         "readHistory": True,
         "updateCreate": True,
         "conditionalCreate": True,
-        "conditionalUpdate": True,
-        "conditionalDelete": "single",
+        "conditionalUpdate": resource_type not in APPEND_ONLY,
+        "conditionalDelete": "not-supported" if resource_type in APPEND_ONLY else "single",
         "searchInclude": sorted(
             f"{resource_type}:{code}" for code, p in params.items() if p.type == "reference"
         ),
@@ -127,3 +161,9 @@ def _resource(resource_type: str) -> dict[str, Any]:
     if declared:
         resource["operation"] = [{"name": d["code"], "definition": d["url"]} for d in declared]
     return resource
+
+
+def _interactions(resource_type: str) -> tuple[str, ...]:
+    if resource_type in APPEND_ONLY:
+        return tuple(c for c in INTERACTIONS if c not in ("update", "patch", "delete"))
+    return INTERACTIONS

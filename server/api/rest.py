@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from server.api import bundles
-from server.api.deps import Fhir, SettingsDep, StoreDep, prefers, strict
+from server.api.deps import Fhir, SettingsDep, prefers, strict
 from server.api.negotiation import check_accept, fhir_response, read_json
 from server.api.replies import Reply, parse_etag
 from server.fhir import outcome
@@ -37,11 +37,9 @@ def _self_url(request: Request, base: str) -> str:
 
 @router.post("")
 @router.post("/", include_in_schema=False)
-async def system_bundle(
-    request: Request, fhir: Fhir, store: StoreDep, settings: SettingsDep
-) -> Response:
+async def system_bundle(request: Request, fhir: Fhir, settings: SettingsDep) -> Response:
     body = await read_json(request, settings.max_body_bytes)
-    return render(request, await bundles.process(fhir, store, body))
+    return render(request, await bundles.process(fhir, body))
 
 
 @router.get("/_history")
@@ -88,10 +86,10 @@ async def search_by_post(
 
 @router.post("/{resource_type}")
 async def create(
-    resource_type: str, request: Request, fhir: Fhir, store: StoreDep, settings: SettingsDep
+    resource_type: str, request: Request, fhir: Fhir, settings: SettingsDep
 ) -> Response:
     body = await read_json(request, settings.max_body_bytes)
-    async with store.transaction() as tx:
+    async with fhir.transaction() as tx:
         reply = await fhir.create(
             tx, resource_type, body, if_none_exist=request.headers.get("if-none-exist")
         )
@@ -100,10 +98,10 @@ async def create(
 
 @router.put("/{resource_type}")
 async def conditional_update(
-    resource_type: str, request: Request, fhir: Fhir, store: StoreDep, settings: SettingsDep
+    resource_type: str, request: Request, fhir: Fhir, settings: SettingsDep
 ) -> Response:
     body = await read_json(request, settings.max_body_bytes)
-    async with store.transaction() as tx:
+    async with fhir.transaction() as tx:
         reply = await fhir.conditional_update(
             tx,
             resource_type,
@@ -115,10 +113,8 @@ async def conditional_update(
 
 
 @router.delete("/{resource_type}")
-async def conditional_delete(
-    resource_type: str, request: Request, fhir: Fhir, store: StoreDep
-) -> Response:
-    async with store.transaction() as tx:
+async def conditional_delete(resource_type: str, request: Request, fhir: Fhir) -> Response:
+    async with fhir.transaction() as tx:
         reply = await fhir.conditional_delete(tx, resource_type, request.url.query)
     return render(request, reply)
 
@@ -141,11 +137,10 @@ async def update(
     resource_id: str,
     request: Request,
     fhir: Fhir,
-    store: StoreDep,
     settings: SettingsDep,
 ) -> Response:
     body = await read_json(request, settings.max_body_bytes)
-    async with store.transaction() as tx:
+    async with fhir.transaction() as tx:
         reply = await fhir.update(
             tx,
             resource_type,
@@ -162,11 +157,10 @@ async def patch(
     resource_id: str,
     request: Request,
     fhir: Fhir,
-    store: StoreDep,
     settings: SettingsDep,
 ) -> Response:
     operations = await read_json(request, settings.max_body_bytes, PATCH_TYPES)
-    async with store.transaction() as tx:
+    async with fhir.transaction() as tx:
         reply = await fhir.patch(
             tx,
             resource_type,
@@ -178,10 +172,8 @@ async def patch(
 
 
 @router.delete("/{resource_type}/{resource_id}")
-async def delete(
-    resource_type: str, resource_id: str, request: Request, fhir: Fhir, store: StoreDep
-) -> Response:
-    async with store.transaction() as tx:
+async def delete(resource_type: str, resource_id: str, request: Request, fhir: Fhir) -> Response:
+    async with fhir.transaction() as tx:
         reply = await fhir.delete(
             tx, resource_type, resource_id, if_match=parse_etag(request.headers.get("if-match"))
         )

@@ -49,7 +49,9 @@ async def find(
         count=inputs.integer("_count", 50),
     )
     includes = [_include(value) for value in inputs.all("_include")]
-    offers = await finding.find(store, rules.policy, rules.own_base, request, rules.access)
+    offers = await finding.find(
+        store, rules.policy, rules.own_base, request, rules.access, rules.limits
+    )
     entries = [
         {
             "fullUrl": f"urn:uuid:{uuid.uuid4()}",
@@ -234,7 +236,7 @@ async def generate_slots(
             tx, schedule, rules.own_base, rules, rules.policy.now(), until
         )
 
-    done = await atomically(store, work)
+    done = await atomically(store, work, rules.trail)
     return fhir_response(
         200,
         {

@@ -78,3 +78,17 @@ async def test_operation_definitions_are_read_only(client: httpx.AsyncClient) ->
         )
         assert response.status_code == 405, method
         assert response.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_metadata_names_smart_and_its_token_endpoint(client: httpx.AsyncClient) -> None:
+    security = (await client.get("/fhir/metadata")).json()["rest"][0]["security"]
+    assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
+    [uris] = security["extension"]
+    assert uris["extension"] == [{"url": "token", "valueUri": "http://test/auth/token"}]
+    assert security["cors"] is False
+    resources = {
+        r["type"]: r for r in (await client.get("/fhir/metadata")).json()["rest"][0]["resource"]
+    }
+    for kind in ("AuditEvent", "Provenance"):
+        codes = {i["code"] for i in resources[kind]["interaction"]}
+        assert codes.isdisjoint({"update", "patch", "delete"}) and "create" in codes
