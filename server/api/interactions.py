@@ -183,7 +183,7 @@ class Interactions:
         self._scope(resource_type, "c")
         resource = _valid(body, resource_type, validated)
         if if_none_exist:
-            await tx.guard(f"{resource_type}?{if_none_exist}")
+            await tx.guard(_condition_key(resource_type, if_none_exist))
             existing = await self._matching(tx, resource_type, if_none_exist)
             if len(existing) > 1:
                 raise outcome.precondition_failed("If-None-Exist matches several resources")
@@ -234,7 +234,7 @@ class Interactions:
     ) -> Reply:
         resources.check_type(resource_type)
         self._scope(resource_type, "s")
-        await tx.guard(f"{resource_type}?{query}")
+        await tx.guard(_condition_key(resource_type, query))
         matches = await self._matching(tx, resource_type, query)
         if len(matches) > 1:
             raise outcome.precondition_failed("The conditional update matches several resources")
@@ -428,3 +428,11 @@ def _ignored_outcome(names: list[str]) -> dict[str, Any]:
 
 def _link(base: str, resource_type: str, params: list[tuple[str, str]], cursor: str) -> str:
     return f"{base}/{resource_type}?{urlencode([*params, ('_cursor', cursor)])}"
+
+
+def _condition_key(resource_type: str, query: str) -> str:
+    """The guard of a conditional write: one key for one condition however it is spelled (order
+    of parameters, percent-encoding), so two concurrent writes on it conflict (see
+    `Transaction.guard`)."""
+    params = sorted(parse_qsl(query.lstrip("?"), keep_blank_values=True))
+    return f"{resource_type}?{urlencode(params)}"

@@ -45,6 +45,11 @@ def key(place: str, vaccine: str, measure: str) -> str:
     return f"doses|{place}|{vaccine}|{measure}"
 
 
+def guard_key(place: str, vaccine: str) -> str:
+    """The one document every change of a (place, vaccine) balance writes (see `reserve`)."""
+    return f"doses|{place}|{vaccine}"
+
+
 def place_of(schedule: dict[str, Any], own_base: str) -> str | None:
     """The Schedule's Location actor, else its Practitioner actor, as "Type/id"."""
     actors = [_local(a.get("reference"), own_base) for a in schedule.get("actor", [])]
@@ -106,10 +111,13 @@ def administered(resource: dict[str, Any] | None, own_base: str) -> Counter[tupl
 async def record(
     tx: Transaction, measure: str, before: Counter[tuple[str, str]], after: Counter[tuple[str, str]]
 ) -> None:
-    """Move the tallies of `measure` from what the previous version counted to the next."""
-    for place, vaccine in set(before) | set(after):
+    """Move the tallies of `measure` from what the previous version counted to the next. The
+    place's guard is taken as a reservation takes it: a correction that lowers the balance and
+    a booking of the last dose are never both committed on a stale count."""
+    for place, vaccine in sorted(set(before) | set(after)):
         delta = after[(place, vaccine)] - before[(place, vaccine)]
         if delta:
+            await tx.guard(guard_key(place, vaccine))
             await tx.tally(key(place, vaccine, measure), delta)
 
 
@@ -142,7 +150,7 @@ async def reserve(
     appointment_id: str | None,
 ) -> None:
     """Refuse (409) unless a dose of `vaccine` is available at `place`."""
-    await tx.guard(f"doses|{place}|{vaccine}")
+    await tx.guard(guard_key(place, vaccine))
     balance = (await balances(tx, place, now, own_base, ignoring=appointment_id)).get(
         vaccine, Balance(vaccine)
     )

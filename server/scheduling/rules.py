@@ -281,6 +281,7 @@ class SchedulingRules:
             _check_capacity(body)
         if previous is None or not _slot_change_matters(previous, body):
             return
+        await tx.guard(slots.guard_key(previous["id"]))
         taken = await slots.occupancy(tx, previous["id"], self.policy.now(), self.own_base)
         if taken.taken == 0:
             return

@@ -34,6 +34,12 @@ class Occupancy:
         return self.holds + self.bookings
 
 
+def guard_key(slot_id: str) -> str:
+    """The one document every decision on the slot's seats writes: a booking or hold that takes
+    one, a release, and the owner's changes that could strand an appointment."""
+    return f"Slot/{slot_id}"
+
+
 def capacity(slot: dict[str, Any]) -> int:
     for item in slot.get("extension", []):
         if item.get("url") == SLOT_CAPACITY and isinstance(item.get("valueInteger"), int):
@@ -81,7 +87,7 @@ async def take(
     tx: Transaction, slot_id: str, now: datetime, own_base: str, *, appointment_id: str | None
 ) -> tuple[Version, dict[str, Any]]:
     """Check that the slot can be taken by one more appointment; its (Slot, Schedule) if so."""
-    await tx.guard(f"Slot/{slot_id}")
+    await tx.guard(guard_key(slot_id))
     slot = await tx.current("Slot", slot_id)
     if slot is None or slot.deleted:
         raise slot_gone(slot_id, "it does not exist")
@@ -104,7 +110,12 @@ async def settle_status(
     tx: Transaction, slot_id: str, now: datetime, own_base: str, rules: writes.WriteRules
 ) -> None:
     """After a booking or a release: `busy` when bookings fill the slot, `free` when they no
-    longer do. A status the owner set (busy-unavailable, busy-tentative) is left as it is."""
+    longer do. A status the owner set (busy-unavailable, busy-tentative) is left as it is.
+
+    The slot's guard is written first, whatever follows: a release that decides "still free"
+    and a booking that decides "now full" read the same seats, and without a common write both
+    would commit on MongoDB (a busy slot with a seat free)."""
+    await tx.guard(guard_key(slot_id))
     slot = await tx.current("Slot", slot_id)
     if slot is None or slot.deleted or not slot.body:
         return
