@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
-from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 
-from server.api import auth, errors, grants, metadata, rest, scheduling
+from server.api import auth, errors, grants, metadata, openapi, rest, scheduling
 from server.api.budget import TimeBudget
 from server.audit.queue import AuditQueue
 from server.auth.grants import GrantBook
@@ -94,7 +91,7 @@ def create_app(
     app.state.settings = settings
     app.state.policy = make_policy(settings, clock)
     app.state.grants = GrantBook()
-    app.openapi = _openapi_of(app)  # type: ignore[method-assign]
+    app.openapi = openapi.document_of(app)  # type: ignore[method-assign]
     errors.install(app)
     app.add_middleware(TimeBudget, seconds=settings.limits.request_seconds)
     _allow_browsers(app, settings)
@@ -104,29 +101,6 @@ def create_app(
     app.include_router(grants.router)
     app.include_router(rest.router)
     return app
-
-
-def _openapi_of(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """The OpenAPI document with one operation id per path and method: FastAPI gives a route
-    that answers GET and POST (`$find`, `$doses`, `$grants`) the same id for both."""
-
-    def document() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "Duplicate Operation ID")
-                schema = get_openapi(
-                    title=app.title,
-                    version=app.version,
-                    description=app.description,
-                    routes=app.routes,
-                )
-            for operations in schema["paths"].values():
-                for method, operation in operations.items():
-                    operation["operationId"] = f"{operation['operationId']}_{method}"
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    return document
 
 
 # What a browser booking app sends and reads beyond the CORS-safelisted headers.

@@ -78,7 +78,8 @@ def _check_entry(entry: Any, position: int) -> None:
     request = entry.get("request") if isinstance(entry, dict) else None
     if (
         not isinstance(request, dict)
-        or request.get("method") not in ORDER
+        or not isinstance(request.get("method"), str)
+        or request["method"] not in ORDER
         or not isinstance(request.get("url"), str)
     ):
         raise outcome.bad_request(f"Bundle.entry[{position}].request needs a method and a url")

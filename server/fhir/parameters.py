@@ -122,7 +122,7 @@ def from_body(body: Any) -> Inputs:
         where = ".".join(str(p) for p in first["loc"])
         raise outcome.bad_request(f"Invalid Parameters at {where}: {first['msg']}") from None
     values: dict[str, list[Any]] = {}
-    for parameter in body.get("parameter", []):
+    for parameter in body.get("parameter") or []:  # `null` passes the model as no parameters
         values.setdefault(parameter["name"], []).append(_value(parameter))
     return Inputs(values)
 
