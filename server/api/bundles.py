@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import anyio.to_thread
+
 from server.api.interactions import Interactions, PatchDraft
 from server.api.replies import Reply, parse_etag
 from server.fhir import jsonbody, outcome, resources
@@ -272,7 +274,8 @@ async def _step(fhir: Interactions, entry: dict[str, Any], assigned: str | None 
     step = Step(request["method"], parts, url.query, request, entry.get("resource"), assigned)
     if step.method in ("POST", "PUT"):
         resources.check_type(parts[0])
-        step.resource = resources.validate(step.resource, parts[0])
+        # in a worker thread: a thousand entries' validation would hold up the event loop
+        step.resource = await anyio.to_thread.run_sync(resources.validate, step.resource, parts[0])
     elif step.method == "PATCH":
         if len(parts) != 2:
             raise outcome.bad_request("A PATCH entry's url names one resource: Type/id")

@@ -116,7 +116,6 @@ async def cancel(
     store: StoreDep,
     rules: Rules,
 ) -> Response:
-    resources.check_id(appointment_id)
     reason = inputs.concept("reason")
     version, _ = await booking.cancel(store, rules, appointment_id, reason)
     reply = version_reply(200, version, rules.own_base)
@@ -130,7 +129,6 @@ async def cancel_appointments(
     store: StoreDep,
     rules: Rules,
 ) -> Response:
-    resources.check_id(schedule_id)
     reason = inputs.text("reason", required=True)
     if not reason or not reason.strip():
         raise outcome.bad_request("reason must say why the appointments are cancelled")
@@ -160,26 +158,24 @@ async def doses(
     store: StoreDep,
     rules: Rules,
 ) -> Response:
-    kind = request.url.path.split("/")[-3]
-    resources.check_id(place_id)
-    place = await store.current(kind, place_id)
-    if place is None or place.deleted:
-        raise outcome.not_found(f"{kind}/{place_id} not found")
-    place_owners = await owners.of_actor(store, f"{kind}/{place_id}", rules.own_base)
+    kind = request.url.path.split("/")[-3]  # the place was found by `inputs_of`
+    place = f"{kind}/{place_id}"
+    place_owners = await owners.of_actor(store, place, rules.own_base)
     if not (rules.access.admin or place_owners & rules.access.discover):
         raise _hidden_doses(rules.access, kind, place_id)
     wanted = inputs.tokens("vaccine")
-    balances = await ledger.balances(
-        store, f"{kind}/{place_id}", rules.policy.now(), rules.own_base
-    )
+    balances = await ledger.balances(store, place, rules.policy.now(), rules.own_base)
+    for vaccine in await ledger.offered(store, place, rules.own_base) - set(balances):
+        balances[vaccine] = ledger.Balance(vaccine)
     rows = [
         b
-        for vaccine, b in balances.items()
+        for vaccine, b in sorted(balances.items())
         if not wanted or vaccine in wanted or vaccine.rpartition("|")[2] in wanted
     ]
-    return fhir_response(
-        200, {"resourceType": "Parameters", "parameter": [_balance(b) for b in rows]}
-    )
+    answer: dict[str, Any] = {"resourceType": "Parameters"}
+    if rows:  # FHIR JSON has no empty arrays
+        answer["parameter"] = [_balance(b) for b in rows]
+    return fhir_response(200, answer)
 
 
 def _hidden_doses(access: Access, kind: str, place_id: str) -> outcome.FhirError:
@@ -227,7 +223,6 @@ async def generate_slots(
     store: StoreDep,
     rules: Rules,
 ) -> Response:
-    resources.check_id(schedule_id)
     until = inputs.instant("horizon-end")
 
     async def work(tx: Transaction) -> generation.Generated:

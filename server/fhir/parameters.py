@@ -82,9 +82,11 @@ class Inputs:
             return int(value)
         raise outcome.bad_request(f"Parameter {name!r} must be a whole number")
 
-    def concept(self, name: str) -> dict[str, Any]:
-        """A required CodeableConcept; a plain string is taken as its text."""
-        value = self.one(name, required=True)
+    def concept(self, name: str) -> dict[str, Any] | None:
+        """A CodeableConcept, if given; a plain string is taken as its text."""
+        value = self.one(name)
+        if value is None:
+            return None
         if isinstance(value, str):
             value = {"text": value.strip()}
         try:

@@ -74,7 +74,7 @@ async def book(
 
 
 async def cancel(
-    store: Store, rules: SchedulingRules, appointment_id: str, reason: Body
+    store: Store, rules: SchedulingRules, appointment_id: str, reason: Body | None
 ) -> tuple[Version, bool]:
     """The cancelled Appointment, and whether this call cancelled it (False: it already was)."""
 
@@ -87,14 +87,18 @@ async def cancel(
 
 
 async def cancel_in(
-    tx: Transaction, rules: SchedulingRules, appointment_id: str, reason: Body
+    tx: Transaction, rules: SchedulingRules, appointment_id: str, reason: Body | None
 ) -> Version:
-    """Cancel inside a transaction; idempotent on an already cancelled Appointment."""
+    """Cancel inside a transaction, recording the reason when one is given; idempotent on an
+    already cancelled Appointment."""
     current = await _appointment(tx, rules, appointment_id)
     body = current.body or {}
     if body.get("status") == "cancelled":
         return current
-    return await _write(tx, rules, {**body, "status": "cancelled", "cancelationReason": reason})
+    cancelled = {**body, "status": "cancelled"}
+    if reason is not None:
+        cancelled["cancelationReason"] = reason
+    return await _write(tx, rules, cancelled)
 
 
 async def _existing(tx: Transaction, rules: SchedulingRules, request: Request) -> Version | None:

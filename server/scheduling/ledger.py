@@ -23,6 +23,7 @@ from server.fhir import outcome
 from server.fhir.values import split_reference
 from server.scheduling import hold_tallies
 from server.scheduling.claims import claim_of, dose_reservation
+from server.scheduling.queries import find_all
 from server.scheduling.vocabulary import VACCINE_PRODUCT
 from server.store.base import Reader, Transaction
 
@@ -137,6 +138,18 @@ async def balances(
     return {
         vaccine: Balance(vaccine, **{m: count[m] for m in MEASURES})
         for vaccine, count in sorted(counts.items())
+    }
+
+
+async def offered(reader: Reader, place: str, own_base: str) -> set[str]:
+    """The vaccines the place's Schedules offer (`vaccine-product`), "system|code": what its
+    ledger lists even before any delivery, so that "offered, none available" shows."""
+    schedules = await find_all(reader, own_base, "Schedule", [("actor", place)], limit=1000)
+    return {
+        vaccine_key(vaccine)
+        for schedule in schedules
+        if place_of(schedule.body or {}, own_base) == place
+        and (vaccine := vaccine_of(schedule.body or {})) is not None
     }
 
 

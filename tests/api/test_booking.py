@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
+import pytest
 
 from server.scheduling.vocabulary import BOOKING_RECORD, HOLD_EXPIRES
 from tests.api.scheduling_setup import (
@@ -192,7 +193,7 @@ async def test_cancel_frees_the_slot_keeps_the_appointment_and_is_idempotent(
         )
     )
     url = f"/fhir/Appointment/{made['id']}"
-    refusal(await operate(client, f"Appointment/{made['id']}/$cancel"), 400)
+    refusal(await operate(client, f"Appointment/{made['id']}/$cancel", ("reason", " ")), 400)
     cancelled = await operate(
         client, f"Appointment/{made['id']}/$cancel", ("reason", "Patient unwell")
     )
@@ -205,6 +206,45 @@ async def test_cancel_frees_the_slot_keeps_the_appointment_and_is_idempotent(
     refusal(await client.delete(url))
     history = (await client.get(f"{url}/_history")).json()
     assert [e["resource"]["status"] for e in history["entry"]] == ["cancelled", "booked"]
+
+
+async def test_cancel_needs_no_reason(client: httpx.AsyncClient) -> None:
+    practice = await open_practice(client)
+    (slot_id,) = await add_slots(client, practice.consultations, 1)
+    made = appointment_in(
+        await operate(
+            client, "Appointment/$book", ("appt-resource", booking(slot_id, practice.patients[0]))
+        )
+    )
+    cancelled = await operate(client, f"Appointment/{made['id']}/$cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    assert "cancelationReason" not in cancelled.json()
+    assert await slot_status(client, slot_id) == "free"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "Appointment/nope/$cancel",
+        "Schedule/nope/$cancel-appointments",
+        "Schedule/nope/$generate-slots",
+        "Location/nope/$doses",
+        "Practitioner/nope/$doses",
+        "Organization/nope/$grant",
+        "Organization/nope/$revoke",
+        "Practitioner/nope/$grants",
+    ],
+)
+async def test_an_instance_operation_looks_at_its_target_first(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    """A missing target is 404 whatever the inputs: here a reason of the wrong type, a start
+    that is no date, a client that is no string."""
+    response = await operate(
+        client, path, ("reason", {"bad": 1}), ("start", "soon"), ("client", {"no": 1})
+    )
+    assert refusal(response, 404)
 
 
 async def test_reschedule_is_both_or_neither(client: httpx.AsyncClient) -> None:

@@ -12,6 +12,7 @@ from tests.factories import (
     appointment_in,
     create,
     make_delivery,
+    make_vaccination_schedule,
     operate,
     ref,
 )
@@ -22,7 +23,8 @@ async def test_the_ledger_follows_deliveries_bookings_cancellations_and_immuniza
 ) -> None:
     practice = await open_practice(client)
     slots = await add_slots(client, practice.vaccinations, 3)
-    assert await ledger(client, practice.place) == {}
+    zero = {"delivered": 0, "administered": 0, "reserved": 0, "available": 0}
+    assert await ledger(client, practice.place) == {VACCINE: zero}  # offered, none yet
     delivery = await create(client, make_delivery(practice.place, 2))
     assert (await ledger(client, practice.place))[VACCINE] == {
         "delivered": 2,
@@ -103,6 +105,24 @@ async def test_a_vaccination_schedule_without_a_vaccine_books_nothing(
         client, "Appointment/$book", ("appt-resource", booking(slot_id, practice.patients[0]))
     )
     assert "names no vaccine" in refusal(response)
+
+
+async def test_the_ledger_lists_what_the_place_offers_before_any_delivery(
+    client: httpx.AsyncClient,
+) -> None:
+    """The phantom-appointment situation at a glance: offered, nothing available. A Schedule
+    with a Location counts at the Location, not at its practitioner."""
+    practice = await open_practice(client)
+    other = {"system": "http://hl7.org/fhir/sid/cvx", "code": "300"}
+    alone = make_vaccination_schedule(ref(practice.practitioner), vaccine=other)
+    await create(client, alone)
+    zero = {"delivered": 0, "administered": 0, "reserved": 0, "available": 0}
+    assert await ledger(client, practice.place) == {VACCINE: zero}
+    assert await ledger(client, ref(practice.practitioner)) == {
+        "http://hl7.org/fhir/sid/cvx|300": zero
+    }
+    only = await client.get(f"/fhir/{practice.place}/$doses", params={"vaccine": "300"})
+    assert only.json().get("parameter") is None
 
 
 async def test_doses_of_an_unknown_place_is_404(client: httpx.AsyncClient) -> None:
