@@ -137,6 +137,31 @@ def parse_instant(text: object) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
+def moments(text: object) -> tuple[datetime, datetime] | None:
+    """The first and last instants a date, partial dateTime or instant covers, as aware UTC
+    datetimes: `2026-12-16` is that whole day (in UTC, the server's zone, unless an offset is
+    given). The one reading of FHIR dates behind the index, the search and the scheduling rules;
+    None if it is not one."""
+    span = date_range(text) if isinstance(text, str) else None
+    if span is None:
+        return None
+    low, high = (datetime.strptime(bound, STAMP).replace(tzinfo=UTC) for bound in span)
+    return low, high
+
+
+def period_bounds(period: object) -> tuple[datetime | None, datetime | None]:
+    """A Period's start (its first instant) and end (its last), None where open. Raises
+    ValueError for a bound that is not a date: a rule must never read it as "no limit"."""
+    found: list[datetime | None] = []
+    for name, side in (("start", 0), ("end", 1)):
+        value = period.get(name) if isinstance(period, dict) else None
+        span = moments(value) if value is not None else None
+        if value is not None and span is None:
+            raise ValueError(f"{name} {value!r} is not a date")
+        found.append(span[side] if span else None)
+    return found[0], found[1]
+
+
 def format_instant(moment: datetime) -> str:
     """A FHIR instant in UTC with milliseconds, as meta.lastUpdated writes it."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -24,7 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from server.fhir.outcome import FhirError, invalid_one
-from server.fhir.values import STAMP, date_range
+from server.fhir.values import period_bounds
 from server.limits import Limits
 
 URL = "https://fhir.creneau.org/StructureDefinition/schedule-availability"
@@ -429,17 +429,14 @@ def _instant(day: date, offset: timedelta, zone: ZoneInfo) -> datetime:
 
 
 def _planning_horizon(schedule: dict[str, Any]) -> Span:
-    """Schedule.planningHorizon as instants, each missing bound left open."""
-    period = schedule.get("planningHorizon")
-    period = period if isinstance(period, dict) else {}
+    """Schedule.planningHorizon as instants, each missing bound left open. A horizon that is not
+    a Period of dates (refused when a Schedule is written) leaves nothing open."""
     opening, closing = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
-    start = date_range(period["start"]) if isinstance(period.get("start"), str) else None
-    end = date_range(period["end"]) if isinstance(period.get("end"), str) else None
-    if start:
-        opening = datetime.strptime(start[0], STAMP).replace(tzinfo=UTC)
-    if end:
-        closing = datetime.strptime(end[1], STAMP).replace(tzinfo=UTC)
-    return opening, closing
+    try:
+        start, end = period_bounds(schedule.get("planningHorizon"))
+    except ValueError:
+        return closing, opening
+    return start or opening, end or closing
 
 
 def _slot_body(

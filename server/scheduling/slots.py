@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from server.fhir import outcome
-from server.fhir.values import parse_instant
+from server.fhir.values import parse_instant, period_bounds
 from server.scheduling.claims import Claim, claim_of
 from server.scheduling.queries import find_all
 from server.scheduling.vocabulary import SLOT_CAPACITY
@@ -76,8 +76,10 @@ def not_bookable(slot: Version, schedule: dict[str, Any] | None, now: datetime) 
         return "its Schedule no longer exists"
     if schedule.get("active") is False:
         return "its Schedule is not active"
-    horizon = schedule.get("planningHorizon", {})
-    low, high = parse_instant(horizon.get("start")), parse_instant(horizon.get("end"))
+    try:
+        low, high = period_bounds(schedule.get("planningHorizon"))
+    except ValueError:
+        return "its Schedule's planning horizon cannot be read"
     if (low and start < low) or (high and end and end > high):
         return "it lies outside its Schedule's planning horizon"
     return None

@@ -66,7 +66,7 @@ PARAMETERS = {
     "revoke": [("in", "client", 1, "1", "string"), ("out", "return", 1, "1", "OperationOutcome")],
     "grants": [("out", "return", 1, "1", "Bundle")],
     "appointment-cancel": [
-        ("in", "reason", 1, "1", "CodeableConcept"),
+        ("in", "reason", 0, "1", "CodeableConcept"),
         ("out", "return", 1, "1", "Appointment"),
     ],
     "schedule-cancel-appointments": [
