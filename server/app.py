@@ -12,7 +12,7 @@ import httpx
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from server.api import auth, errors, grants, metadata, openapi, rest, scheduling
+from server.api import auth, errors, find, grants, metadata, openapi, rest, scheduling
 from server.api.budget import TimeBudget
 from server.audit.queue import AuditQueue
 from server.auth.grants import GrantBook
@@ -97,7 +97,8 @@ def create_app(
     _allow_browsers(app, settings)
     app.include_router(metadata.router)
     app.include_router(auth.router)  # before rest: `.well-known` is not a resource type
-    app.include_router(scheduling.router)  # before rest: `$find` is not a resource id
+    app.include_router(find.router)  # before rest: `$find` is not a resource id
+    app.include_router(scheduling.router)
     app.include_router(grants.router)
     app.include_router(rest.router)
     return app

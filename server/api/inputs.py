@@ -37,7 +37,8 @@ def inputs_of(definition_id: str, scope: tuple[str, str]) -> Any:
         unknown = sorted(set(inputs.values) - known)
         if unknown and strict(request):
             raise outcome.bad_request(f"Unknown input(s) {', '.join(unknown)} for this operation")
-        return Inputs({k: v for k, v in inputs.values.items() if k in known}, known)
+        kept = {k: v for k, v in inputs.values.items() if k in known}
+        return Inputs(kept, known, ignored=tuple(unknown))
 
     return Depends(read)
 

@@ -3,7 +3,6 @@ domain in `server.scheduling` called, its result rendered as FHIR."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -18,73 +17,11 @@ from server.auth.access import Access
 from server.fhir import outcome, resources
 from server.fhir.bundles import bundle, collection_entry, search_entry
 from server.fhir.parameters import Inputs
-from server.scheduling import booking, cancellation, finding, generation, ledger
+from server.scheduling import booking, cancellation, generation, ledger
 from server.scheduling.retry import atomically
-from server.store.base import Store, Transaction, Version
+from server.store.base import Transaction, Version
 
 router = APIRouter(prefix="/fhir", dependencies=[Depends(check_accept)])
-FIND_INCLUDES = {
-    "Appointment:slot": "slot",
-    "Appointment:practitioner": "Practitioner",
-    "Appointment:location": "Location",
-    "Appointment:actor": "actor",
-}
-
-
-@router.api_route("/Appointment/$find", methods=["GET", "POST"])
-async def find(
-    inputs: Annotated[Inputs, inputs_of("appointment-find", ("Slot", "s"))],
-    store: StoreDep,
-    rules: Rules,
-) -> Response:
-    request = finding.FindRequest(
-        start=inputs.instant("start", required=True),  # type: ignore[arg-type]
-        end=inputs.instant("end", required=True),  # type: ignore[arg-type]
-        service_types=inputs.tokens("service-type"),
-        specialties=inputs.tokens("specialty"),
-        practitioner=inputs.text("practitioner"),
-        location=inputs.text("location"),
-        organization=inputs.text("organization"),
-        postal_code=inputs.text("address-postalcode"),
-        count=inputs.integer("_count", 50),
-    )
-    includes = [_include(value) for value in inputs.all("_include")]
-    offers = await finding.find(
-        store, rules.policy, rules.own_base, request, rules.access, rules.limits
-    )
-    entries = [
-        {
-            "fullUrl": f"urn:uuid:{uuid.uuid4()}",
-            "resource": offer.appointment,
-            "search": {"mode": "match"},
-        }
-        for offer in offers
-    ]
-    entries += await _included(store, offers, includes, rules.own_base)
-    return fhir_response(200, bundle("searchset", entries, total=len(offers)))
-
-
-def _include(value: Any) -> str:
-    if value not in FIND_INCLUDES:
-        raise outcome.bad_request(
-            f"$find includes {', '.join(sorted(FIND_INCLUDES))}; not {value!r}"
-        )
-    return FIND_INCLUDES[str(value)]
-
-
-async def _included(
-    store: Store, offers: list[finding.Offer], includes: list[str], own_base: str
-) -> list[dict[str, Any]]:
-    wanted: dict[tuple[str, str], None] = {}
-    for offer in offers:
-        if "slot" in includes:
-            wanted[("Slot", offer.slot.id)] = None
-        for actor in (offer.schedule.body or {}).get("actor", []):
-            kind, _, actor_id = str(actor.get("reference", "")).partition("/")
-            if actor_id and (kind in includes or "actor" in includes):
-                wanted[(kind, actor_id)] = None
-    found = await store.current_many(list(wanted))
-    return [search_entry(v.body or {}, own_base, "include") for v in found]
 
 
 @router.post("/Appointment/$hold")
@@ -244,22 +181,38 @@ async def generate_slots(
     )
 
 
+# Each input under the names of our definition, the Argonaut IG, IHE ITI and Medplum.
+APPOINTMENT_INPUTS = ("appt-resource", "appointment-resource", "appointment")
+REFERENCE_INPUTS = ("appt-id", "appointment-reference")
+
+
 def _appointment_request(inputs: Inputs) -> booking.Request:
-    appointment = inputs.resource("appt-resource", "Appointment")
-    if appointment is not None:
-        appointment = resources.validate(appointment, "Appointment")
+    appointments = [a for n in APPOINTMENT_INPUTS if (a := inputs.resource(n, "Appointment"))]
+    references = [_reference_text(inputs, n) for n in REFERENCE_INPUTS if inputs.all(n)]
     slot = inputs.one("slot")
     slot_reference = slot.get("reference") if isinstance(slot, dict) else slot
-    given = [x for x in (appointment, inputs.text("appt-id"), slot_reference) if x]
+    given = appointments + references + ([slot_reference] if slot_reference else [])
     if len(given) != 1:
-        names = ("appt-resource", "appt-id", "slot")
+        names = (*APPOINTMENT_INPUTS, *REFERENCE_INPUTS, "slot")
         offered = " or ".join(n for n in names if n in inputs.known)
         raise outcome.bad_request(f"Give exactly one of {offered}")
+    patient = _reference_text(inputs, "patient-id") if inputs.all("patient-id") else None
     return booking.Request(
-        appointment=appointment,
-        appointment_id=_local_id(inputs.text("appt-id"), "Appointment"),
+        appointment=resources.validate(appointments[0], "Appointment") if appointments else None,
+        appointment_id=_local_id(references[0], "Appointment") if references else None,
         slot=slot_reference if isinstance(slot_reference, str) else None,
+        patient=f"Patient/{_local_id(patient, 'Patient')}" if patient else None,
+        comment=inputs.text("comment"),
     )
+
+
+def _reference_text(inputs: Inputs, name: str) -> str:
+    """A reference given as a valueReference, a valueString or valueUri, or in a query."""
+    value = inputs.one(name)
+    text = value.get("reference") if isinstance(value, dict) else value
+    if not isinstance(text, str) or not text:
+        raise outcome.bad_request(f"Parameter {name!r} must be a reference")
+    return text
 
 
 def _local_id(reference: str | None, kind: str) -> str | None:
@@ -274,10 +227,15 @@ def _local_id(reference: str | None, kind: str) -> str | None:
 
 
 def _appointment_reply(status: int, versions: list[Version], own_base: str) -> Response:
+    """A `searchset` Bundle, as the Argonaut and IHE Bundle profiles have it: the Appointment
+    the operation made (`match`), then the one a reschedule cancelled (`include`)."""
     first = versions[0]
-    entries = [collection_entry(v.body or {}, own_base) for v in versions]
+    entries = [
+        search_entry(v.body or {}, own_base, "match" if n == 0 else "include")
+        for n, v in enumerate(versions)
+    ]
     headers = {
         "ETag": etag(first.version),
         "Location": f"{own_base}/Appointment/{first.id}/_history/{first.version}",
     }
-    return fhir_response(status, bundle("collection", entries), headers)
+    return fhir_response(status, bundle("searchset", entries, total=1), headers)

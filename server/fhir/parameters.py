@@ -21,6 +21,7 @@ class Inputs:
 
     values: dict[str, list[Any]]
     known: frozenset[str] = frozenset()  # the names the operation takes
+    ignored: tuple[str, ...] = ()  # names given that it does not take (left out of `values`)
 
     def all(self, name: str) -> list[Any]:
         return self.values.get(name, [])

@@ -13,7 +13,7 @@ from typing import Any
 from server.fhir import outcome
 from server.fhir.values import split_reference
 from server.scheduling import hold_terms, identifiers
-from server.scheduling.proposals import proposal, with_status
+from server.scheduling.proposals import proposal, proposed_slot, with_status
 from server.scheduling.retry import atomically
 from server.scheduling.rules import SchedulingRules
 from server.scheduling.vocabulary import BOOKED, CANCELLATION_REASON
@@ -34,6 +34,8 @@ class Request:
     appointment: Body | None = None
     appointment_id: str | None = None
     slot: str | None = None
+    patient: str | None = None  # "Patient/id", a participant to add (Argonaut's patient-id)
+    comment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,12 +47,14 @@ class Booked:
 
 async def hold(store: Store, rules: SchedulingRules, request: Request) -> Version:
     async def work(tx: Transaction) -> Version:
-        if request.appointment_id:
+        slot = await _proposed(tx, request.appointment_id)
+        if request.appointment_id and slot is None:
             current = await _appointment(tx, rules, request.appointment_id)
             hold_terms.check_live(current.id, current.body or {}, rules.policy.now())
-            return await _write(tx, rules, with_status(current.body or {}, "pending"))
-        body = request.appointment or await _from_slot(tx, rules, request.slot or "")
-        return await _write(tx, rules, with_status(_fresh(body), "pending"))
+            held = _completed(current.body or {}, request)
+            return await _write(tx, rules, with_status(held, "pending"))
+        body = request.appointment or await _from_slot(tx, rules, slot or request.slot or "")
+        return await _write(tx, rules, with_status(_completed(_fresh(body), request), "pending"))
 
     return await atomically(store, work, rules.trail)
 
@@ -66,9 +70,14 @@ async def book(
         if existing is not None:
             merged = {**(existing.body or {}), **_fresh(request.appointment or {})}
             merged = {**merged, "id": existing.id, "meta": (existing.body or {}).get("meta", {})}
+            merged = _completed(merged, request)
             return Booked(await _write(tx, rules, with_status(merged, "booked")), True, cancelled)
-        body = request.appointment or await _from_slot(tx, rules, request.slot or "")
-        return Booked(await _write(tx, rules, with_status(_fresh(body), "booked")), True, cancelled)
+        named = request.appointment_id or (request.appointment or {}).get("id")
+        slot = request.slot or await _proposed(tx, named)
+        body = _completed(
+            _fresh(request.appointment or await _from_slot(tx, rules, slot or "")), request
+        )
+        return Booked(await _write(tx, rules, with_status(body, "booked")), True, cancelled)
 
     return await atomically(store, work, rules.trail)
 
@@ -107,13 +116,21 @@ async def _existing(tx: Transaction, rules: SchedulingRules, request: Request) -
     free), or this client's one that already carries the app's identifier (a repeated booking
     is not booked twice)."""
     named = request.appointment_id or (request.appointment or {}).get("id")
-    if named:
+    if named and await _proposed(tx, named) is None:
         return await _appointment(tx, rules, named)
     for token in identifiers.tokens(request.appointment or {}):
         found = await identifiers.carrying(tx, rules.own_base, rules.access.client_id, token)
         if found:
             return found[0]
     return None
+
+
+async def _proposed(tx: Transaction, appointment_id: str | None) -> str | None:
+    """`Slot/id` when `appointment_id` is the id of a `$find` proposal (stored nowhere)."""
+    slot_id = proposed_slot(appointment_id)
+    if slot_id is None or await tx.current("Appointment", appointment_id or "") is not None:
+        return None
+    return f"Slot/{slot_id}"
 
 
 async def _from_slot(tx: Transaction, rules: SchedulingRules, slot: str) -> Body:
@@ -145,6 +162,16 @@ async def _write(tx: Transaction, rules: SchedulingRules, body: Body) -> Version
         version, _ = await writes.update(tx, body, body["id"], own_base=rules.own_base, rules=rules)
         return version
     return await writes.create(tx, body, own_base=rules.own_base, rules=rules)
+
+
+def _completed(body: Body, request: Request) -> Body:
+    """The appointment with the patient and the comment the request names, if any."""
+    participants = body.get("participant", [])
+    named = {p.get("actor", {}).get("reference") for p in participants}
+    if request.patient and request.patient not in named:
+        added = {"actor": {"reference": request.patient}, "status": "accepted"}
+        body = {**body, "participant": [*participants, added]}
+    return {**body, "comment": request.comment} if request.comment else body
 
 
 def _fresh(body: Body) -> Body:

@@ -44,15 +44,28 @@ NEVER = datetime.max.replace(tzinfo=UTC)
 
 @dataclass(frozen=True)
 class FindRequest:
+    """What to propose. Each list is OR within, AND with the others; references "Type/id"."""
+
     start: datetime
     end: datetime
     service_types: list[str] = field(default_factory=list)  # tokens: "system|code" or "code"
     specialties: list[str] = field(default_factory=list)
-    practitioner: str | None = None
-    location: str | None = None
-    organization: str | None = None
+    practitioners: list[str] = field(default_factory=list)
+    locations: list[str] = field(default_factory=list)
+    organizations: list[str] = field(default_factory=list)
     postal_code: str | None = None
+    addresses: list[str] = field(default_factory=list)  # parts of an address (`address` search)
     count: int = 50
+    after: Position | None = None  # where the previous page ended
+
+
+@dataclass(frozen=True)
+class Position:
+    """A place in the start order of the slots: their start, and those at that very start
+    already passed (so that a page never repeats nor skips one)."""
+
+    start: datetime
+    passed: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,14 @@ class Offer:
     schedule: Version
 
 
+@dataclass(frozen=True)
+class Found:
+    """The offers of one page; `next` where the following page starts, None on the last."""
+
+    offers: list[Offer]
+    next: Position | None
+
+
 async def find(
     reader: Reader,
     policy: Policy,
@@ -69,30 +90,43 @@ async def find(
     request: FindRequest,
     access: Access,
     limits: Limits,
-) -> list[Offer]:
-    """The offers, among the slots this client may discover (filtered in the slot queries)."""
+) -> Found:
+    """One page of offers, among the slots this client may discover (filtered in the slot
+    queries). One offer more than the page is looked for, to know whether another page follows;
+    where the reads ran out (`find_slots`), the next page starts after the last slot read."""
     _check_window(request, limits)
     now = policy.now()
     actor_filters = await _actor_filters(reader, own_base, request)
     sources = await _sources(reader, own_base, request, actor_filters, access, limits)
+    after = request.after
+    opening = max(request.start, now) if after is None else max(after.start, now)
     window = [
         ("status", "free"),
-        ("start", f"gt{format_instant(max(request.start, now))}"),
+        ("start", f"{'gt' if after is None else 'ge'}{format_instant(opening)}"),
         ("start", f"lt{format_instant(request.end)}"),
         ("_sort", "start"),
     ]
     reads = _Reads(limits.find_slots)
-    page = max(2, math.ceil(_batch(request.count) / max(len(sources), 1)))
+    wanted = request.count + 1
+    page = max(2, math.ceil(_batch(wanted) / max(len(sources), 1)))
     searches = [_search(own_base, "Slot", source + window, access) for source in sources]
-    merged = _Merge([_TimeLine(reader, own_base, s, reads, page) for s in searches])
+    merged = _Merge([_TimeLine(reader, own_base, s, reads, page) for s in searches], after)
     budget = _DoseBudget(reader, now, own_base)
     offers: list[Offer] = []
-    while len(offers) < request.count:
-        batch = await merged.take(_batch(request.count - len(offers)))
+    while len(offers) < wanted:
+        batch = await merged.take(_batch(wanted - len(offers)))
         if not batch:
             break
         offers += await _offers(reader, policy, own_base, request, actor_filters, budget, batch)
-    return offers[: request.count]
+    if len(offers) > request.count:
+        return Found(offers[: request.count], _position_after(offers[: request.count]))
+    return Found(offers, merged.last if merged.cut and merged.last != after else None)
+
+
+def _position_after(offers: list[Offer]) -> Position:
+    start = parse_instant((offers[-1].slot.body or {}).get("start")) or NEVER
+    passed = {o.slot.id for o in offers if parse_instant((o.slot.body or {}).get("start")) == start}
+    return Position(start, frozenset(passed))
 
 
 def _batch(wanted: int) -> int:
@@ -234,12 +268,17 @@ class _Merge:
     """The slots of every time line in start order, each once. It ends where any line was cut
     short by the reads: past that point, the slots that line did not read could come first."""
 
-    def __init__(self, lines: list[_TimeLine]) -> None:
+    def __init__(self, lines: list[_TimeLine], after: Position | None = None) -> None:
         self._lines = lines
         self._heads: list[tuple[datetime, int, Version]] = []
         self._behind: list[int] | None = None  # lines whose next slot is not among the heads
         self._cut = False
-        self._seen: set[str] = set()
+        self._seen: set[str] = set(after.passed) if after else set()
+        self.last: Position | None = after  # the last slot taken
+
+    @property
+    def cut(self) -> bool:
+        return self._cut
 
     async def take(self, most: int) -> list[Version]:
         """Up to `most` more slots; a line is read further only when its next slot is needed."""
@@ -252,12 +291,18 @@ class _Merge:
             self._behind = []
             if self._cut or not self._heads:
                 break
-            _, n, slot = heapq.heappop(self._heads)
+            start, n, slot = heapq.heappop(self._heads)
             self._behind = [n]
             if slot.id not in self._seen:
                 self._seen.add(slot.id)
                 taken.append(slot)
+                self._note(start, slot.id)
         return taken
+
+    def _note(self, start: datetime, slot_id: str) -> None:
+        same = self.last is not None and self.last.start == start
+        passed = (self.last.passed if self.last and same else frozenset()) | {slot_id}
+        self.last = Position(start, passed)
 
     async def _advance(self, n: int) -> None:
         """Put line `n`'s next slot among the heads; the merge ends if the line was cut."""
@@ -272,29 +317,36 @@ class _Merge:
 async def _actor_filters(reader: Reader, own_base: str, request: FindRequest) -> list[set[str]]:
     """One set of acceptable actors per filter given: a Schedule must have an actor in each."""
     filters: list[set[str]] = []
-    if request.practitioner:
-        filters.append({_typed(request.practitioner, "Practitioner")})
-    if request.location:
-        filters.append({_typed(request.location, "Location")})
-    if request.organization:
-        organization = _typed(request.organization, "Organization")
-        places = await find_all(reader, own_base, "Location", [("organization", organization)])
+    if request.practitioners:
+        filters.append({_typed(p, "Practitioner") for p in request.practitioners})
+    if request.locations:
+        filters.append({_typed(p, "Location") for p in request.locations})
+    if request.organizations:
+        organizations = ",".join(_typed(o, "Organization") for o in request.organizations)
+        places = await find_all(reader, own_base, "Location", [("organization", organizations)])
         roles = await find_all(
-            reader, own_base, "PractitionerRole", [("organization", organization)]
+            reader, own_base, "PractitionerRole", [("organization", organizations)]
         )
         filters.append(
             {f"Location/{v.id}" for v in places}
             | {(v.body or {}).get("practitioner", {}).get("reference", "") for v in roles}
         )
     if request.postal_code:
-        code = request.postal_code
-        found = [
-            f"{kind}/{v.id}"
-            for kind in ("Location", "Practitioner")
-            for v in await find_all(reader, own_base, kind, [("address-postalcode", code)])
-        ]
-        filters.append(set(found))
+        filters.append(
+            await _addressed(reader, own_base, "address-postalcode", request.postal_code)
+        )
+    if request.addresses:
+        filters.append(await _addressed(reader, own_base, "address", ",".join(request.addresses)))
     return filters
+
+
+async def _addressed(reader: Reader, own_base: str, param: str, value: str) -> set[str]:
+    """The Locations and Practitioners whose address matches (`address`, `address-postalcode`)."""
+    return {
+        f"{kind}/{v.id}"
+        for kind in ("Location", "Practitioner")
+        for v in await find_all(reader, own_base, kind, [(param, value)])
+    }
 
 
 def _typed(reference: str, kind: str) -> str:

@@ -7,6 +7,19 @@ from typing import Any
 from server.store.base import Version
 
 Body = dict[str, Any]
+PROPOSAL = "p-"  # a proposal's id: this prefix and its slot's id; no stored Appointment has one
+
+
+def proposal_id(slot_id: str) -> str | None:
+    """The id `$find` gives the proposal of a slot (None where it would pass 64 characters)."""
+    return PROPOSAL + slot_id if len(PROPOSAL + slot_id) <= 64 else None
+
+
+def proposed_slot(appointment_id: str | None) -> str | None:
+    """The slot a proposal id stands for, or None if it is not one."""
+    if appointment_id and appointment_id.startswith(PROPOSAL):
+        return appointment_id.removeprefix(PROPOSAL) or None
+    return None
 
 
 def proposal(slot: Version, schedule: Body) -> Body:
@@ -14,6 +27,7 @@ def proposal(slot: Version, schedule: Body) -> Body:
     body = slot.body or {}
     appointment: Body = {
         "resourceType": "Appointment",
+        **({"id": made} if (made := proposal_id(slot.id)) else {}),
         "status": "proposed",
         "start": body.get("start"),
         "end": body.get("end"),

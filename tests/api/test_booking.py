@@ -466,7 +466,7 @@ async def test_unknown_inputs_are_refused_only_under_strict_handling(
     practice = await open_practice(client)
     (slot_id,) = await add_slots(client, practice.consultations, 1)
     by_slot = await operate(client, "Appointment/$book", ("slot", {"reference": f"Slot/{slot_id}"}))
-    assert "appt-resource or appt-id" in refusal(by_slot, 400)
+    assert "appt-resource or appointment-resource" in refusal(by_slot, 400)
 
 
 async def test_a_booked_hold_drops_its_expiry_and_more_seats_reopen_a_full_slot(

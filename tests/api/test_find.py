@@ -38,7 +38,7 @@ async def test_find_proposes_free_slots_sorted_by_start(client: httpx.AsyncClien
     assert bundle["type"] == "searchset"
     assert slots_of(bundle) == earlier + later
     proposal = bundle["entry"][0]["resource"]
-    assert proposal["status"] == "proposed" and "id" not in proposal
+    assert proposal["status"] == "proposed" and proposal["id"] == f"p-{earlier[0]}"
     assert proposal["serviceType"] == [CONSULTATION]
     actors = {p["actor"]["reference"] for p in proposal["participant"]}
     assert actors == {ref(practice.practitioner), practice.place}
@@ -117,8 +117,9 @@ async def test_find_includes_and_post_form(client: httpx.AsyncClient) -> None:
 
 async def test_find_refuses_bad_windows(client: httpx.AsyncClient) -> None:
     for params in (
-        {"start": WINDOW["start"]},
-        {"start": "2026-12-01", "end": "2026-12-02"},
+        {"end": WINDOW["end"]},
+        {"start": "soon"},
+        {"start": "2026-02-30"},
         {"start": WINDOW["end"], "end": WINDOW["start"]},
         {"start": TOMORROW.isoformat(), "end": (TOMORROW + timedelta(days=32)).isoformat()},
         {**WINDOW, "_count": "0"},

@@ -33,27 +33,48 @@ LEVELS = {
 PARAMETERS = {
     "appointment-find": [
         ("in", "start", 1, "1", "dateTime"),
-        ("in", "end", 1, "1", "dateTime"),
+        ("in", "end", 0, "1", "dateTime"),
         ("in", "service-type", 0, "*", "string"),
+        ("in", "visit-type", 0, "*", "string"),
         ("in", "specialty", 0, "*", "string"),
-        ("in", "practitioner", 0, "1", "string"),
-        ("in", "location", 0, "1", "string"),
-        ("in", "organization", 0, "1", "string"),
+        ("in", "practitioner", 0, "*", "string"),
+        ("in", "location", 0, "*", "string"),
+        ("in", "location-reference", 0, "*", "Reference"),
+        ("in", "organization", 0, "*", "string"),
         ("in", "address-postalcode", 0, "1", "string"),
+        ("in", "location-string", 0, "*", "string"),
+        ("in", "patient-reference", 0, "*", "Reference"),
+        ("in", "patient-resource", 0, "*", "Patient"),
+        ("in", "reason", 0, "*", "string"),
+        ("in", "coverage", 0, "*", "Coverage"),
+        ("in", "referral-identifier", 0, "1", "Identifier"),
+        ("in", "timing", 0, "1", "Timing"),
+        ("in", "insurance-reference", 0, "1", "Reference"),
         ("in", "_include", 0, "*", "string"),
         ("in", "_count", 0, "1", "integer"),
+        ("in", "_cursor", 0, "1", "string"),
         ("out", "return", 1, "1", "Bundle"),
     ],
     "appointment-hold": [
         ("in", "appt-resource", 0, "1", "Appointment"),
         ("in", "appt-id", 0, "1", "string"),
+        ("in", "appointment-resource", 0, "1", "Appointment"),
+        ("in", "appointment", 0, "1", "Appointment"),
+        ("in", "appointment-reference", 0, "1", "Reference"),
         ("in", "slot", 0, "1", "Reference"),
+        ("in", "patient-id", 0, "1", "string"),
+        ("in", "comment", 0, "1", "string"),
         ("out", "return", 1, "1", "Bundle"),
     ],
     "appointment-book": [
         ("in", "appt-resource", 0, "1", "Appointment"),
         ("in", "appt-id", 0, "1", "string"),
+        ("in", "appointment-resource", 0, "1", "Appointment"),
+        ("in", "appointment", 0, "1", "Appointment"),
+        ("in", "appointment-reference", 0, "1", "Reference"),
         ("in", "cancelled-appt-id", 0, "1", "string"),
+        ("in", "patient-id", 0, "1", "string"),
+        ("in", "comment", 0, "1", "string"),
         ("out", "return", 1, "1", "Bundle"),
     ],
     "grant": [
@@ -91,7 +112,10 @@ PARAMETERS = {
 }
 SEARCH_TYPES = {
     ("appointment-find", "service-type"): "token",
+    ("appointment-find", "visit-type"): "token",
     ("appointment-find", "specialty"): "token",
+    ("appointment-find", "location-string"): "string",
+    ("appointment-find", "reason"): "token",
     ("appointment-find", "practitioner"): "reference",
     ("appointment-find", "location"): "reference",
     ("appointment-find", "organization"): "reference",
@@ -156,7 +180,9 @@ def test_level_and_parameters(definition: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("definition", DEFINITIONS, ids=IDS)
 def test_operations_that_change_nothing_can_be_called_with_get(definition: dict[str, Any]) -> None:
-    inputs = [p for p in definition["parameter"] if p["use"] == "in"]
+    """With GET a client can give the primitive inputs only (FHIR): every input it must give
+    is one. Complex ones (IHE's `patient-resource`, `timing`) are for POST."""
+    inputs = [p for p in definition["parameter"] if p["use"] == "in" and p["min"] > 0]
     if not definition["affectsState"]:
         assert all(p.get("type") in PRIMITIVES for p in inputs), definition["id"]
 
