@@ -1,5 +1,5 @@
 """An Appointment on slots lasts exactly as long as they do: its `start` is the earliest start of
-its slots, its `end` the latest end.
+its slots, its `end` the latest end, and several slots are adjacent slots of one Schedule.
 
 Everything that finds an appointment by time reads those two elements (date searches, the
 owner's `$cancel-appointments`, the live holds counted in a place's dose ledger), so a client may
@@ -11,6 +11,7 @@ not set them apart from the slots: the server fills them in when the client leav
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 from server.fhir import outcome
@@ -34,6 +35,7 @@ async def fitted(
         return body
     found = [await reader.current("Slot", slot_id) for slot_id in sorted(set(slot_ids))]
     slots = [s.body for s in found if s is not None and s.body is not None]
+    _check_adjacent(slots)
     span = {"start": min(_edges(slots, "start"), default=None)}
     span["end"] = max(_edges(slots, "end"), default=None)
     timed = dict(body)
@@ -50,6 +52,26 @@ async def fitted(
             )
         timed[name] = given if given is not None else text
     return timed
+
+
+def _check_adjacent(slots: list[Body]) -> None:
+    """Several slots make one longer appointment (a long consultation, as GP Connect books
+    them): they belong to one Schedule and follow each other without a gap or an overlap."""
+    if len(slots) < 2:
+        return
+    ordered = sorted(slots, key=lambda slot: parse_instant(slot.get("start")) or datetime.max)
+    schedules = {str(slot.get("schedule", {}).get("reference")) for slot in ordered}
+    follow = all(
+        parse_instant(before.get("end")) == parse_instant(after.get("start"))
+        for before, after in pairwise(ordered)
+    )
+    if len(schedules) > 1 or not follow:
+        raise outcome.invalid_one(
+            "An Appointment's slots are adjacent slots of one Schedule, each starting when the "
+            "one before it ends",
+            "Appointment.slot",
+            code="business-rule",
+        )
 
 
 def _edges(slots: list[Body], name: str) -> list[tuple[datetime, str]]:
