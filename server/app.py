@@ -32,8 +32,12 @@ def make_store(settings: Settings) -> Store:
 
 def make_policy(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Policy:
     codes = frozenset(c.strip() for c in settings.vaccination_codes.split(",") if c.strip())
+    systems = settings.national_identifier_systems.split(",")
     return Policy(
-        hold=timedelta(seconds=settings.hold_seconds), vaccination_codes=codes, clock=clock
+        hold=timedelta(seconds=settings.hold_seconds),
+        vaccination_codes=codes,
+        clock=clock,
+        national_identifier_systems=frozenset(s.strip() for s in systems if s.strip()),
     )
 
 

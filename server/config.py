@@ -8,7 +8,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from server.limits import Limits, limits_from_env, limits_to_env
+from server.scheduling import national_identifiers
 from server.scheduling.vocabulary import DEFAULT_VACCINATION_CODES
+
+NATIONAL_IDENTIFIER_SYSTEMS = "CRENEAU_NATIONAL_IDENTIFIER_SYSTEMS"
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,8 @@ class Settings:
     max_body_bytes: int = 2 * 1024 * 1024
     hold_seconds: int = 300
     vaccination_codes: str = ",".join(DEFAULT_VACCINATION_CODES)  # system|code, comma-separated
+    # identifier systems unique per resource type, comma-separated (empty: the rule is off)
+    national_identifier_systems: str = ",".join(national_identifiers.DEFAULT_SYSTEMS)
     sandbox: bool = False  # auth off: every request acts as an admin client (development only)
     token_seconds: int = 300  # access token lifetime
     key_rotation_seconds: int = 86400  # a new signing key this often (unless signing_key_file)
@@ -48,6 +53,7 @@ class Settings:
             "CRENEAU_MAX_BODY_BYTES": str(self.max_body_bytes),
             "CRENEAU_HOLD_SECONDS": str(self.hold_seconds),
             "CRENEAU_VACCINATION_CODES": self.vaccination_codes,
+            NATIONAL_IDENTIFIER_SYSTEMS: self.national_identifier_systems,
             "CRENEAU_SANDBOX": "1" if self.sandbox else "",
             "CRENEAU_TOKEN_SECONDS": str(self.token_seconds),
             "CRENEAU_KEY_ROTATION_SECONDS": str(self.key_rotation_seconds),
@@ -87,6 +93,8 @@ class Settings:
             value = env.get(f"CRENEAU_{name.upper()}")
             if value:
                 overrides[name] = convert(value)
+        if NATIONAL_IDENTIFIER_SYSTEMS in env:  # set empty, it turns the rule off
+            overrides["national_identifier_systems"] = env[NATIONAL_IDENTIFIER_SYSTEMS]
         return replace(settings, limits=limits_from_env(env), **overrides)  # type: ignore[arg-type]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,6 +10,14 @@ import httpx
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 RPPS = "urn:oid:1.2.250.1.71.4.2.1"
+_FRESH_RPPS = itertools.count(810900000001)
+
+
+def fresh_rpps() -> str:
+    """An RPPS-like number no other call gives: a national identifier names one Practitioner
+    (`server.scheduling.national_identifiers`), so helpers that make "a practitioner" each
+    need their own."""
+    return str(next(_FRESH_RPPS))
 
 
 def make_practitioner(rpps: str = "810000000011", family: str = "Martin") -> dict[str, Any]:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from server.scheduling import national_identifiers
 from server.scheduling.vocabulary import DEFAULT_VACCINATION_CODES
 
 
@@ -15,11 +16,14 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True)
 class Policy:
-    """`clock` is injectable so that hold expiry can be tested without waiting."""
+    """`clock` is injectable so that hold expiry can be tested without waiting;
+    `national_identifier_systems`: the identifier systems unique per resource type
+    (`national_identifiers`)."""
 
     hold: timedelta = timedelta(minutes=5)
     vaccination_codes: frozenset[str] = frozenset(DEFAULT_VACCINATION_CODES)
     clock: Callable[[], datetime] = utc_now
+    national_identifier_systems: frozenset[str] = frozenset(national_identifiers.DEFAULT_SYSTEMS)
 
     def now(self) -> datetime:
         return self.clock()

@@ -25,6 +25,7 @@ from server.scheduling import (
     hold_terms,
     identifiers,
     ledger,
+    national_identifiers,
     quotas,
     slots,
     spans,
@@ -95,6 +96,9 @@ class SchedulingRules:
                 ledger.administered(previous, self.own_base),
                 ledger.administered(body, self.own_base),
             )
+        elif kind in national_identifiers.KINDS:
+            systems = self.policy.national_identifier_systems
+            await national_identifiers.check(tx, self.own_base, systems, previous, body)
         return body
 
     async def after(self, tx: Transaction, previous: Body | None, version: Version) -> None:

@@ -15,6 +15,7 @@ from tests.factories import (
     CONSULTATION,
     FHIR_JSON,
     create,
+    fresh_rpps,
     make_practitioner,
     make_schedule,
     ref,
@@ -48,7 +49,7 @@ async def open_owner(
     if parent is not None:
         organization["partOf"] = {"reference": ref(parent)}
     organization = await create(admin, organization)
-    practitioner = await create(admin, make_practitioner(family=f"Dr {name}"))
+    practitioner = await create(admin, make_practitioner(fresh_rpps(), family=f"Dr {name}"))
     role = await create(
         admin,
         {

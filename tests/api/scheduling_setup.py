@@ -14,6 +14,7 @@ from tests.factories import (
     CONSULTATION,
     SLOT_CAPACITY,
     create,
+    fresh_rpps,
     make_location,
     make_patient,
     make_practitioner,
@@ -43,7 +44,7 @@ class Practice:
 
 
 async def open_practice(client: httpx.AsyncClient, patients: int = 3) -> Practice:
-    practitioner = await create(client, make_practitioner())
+    practitioner = await create(client, make_practitioner(fresh_rpps()))
     location = await create(client, make_location())
     actors = (ref(practitioner), ref(location))
     consultations = await create(

@@ -219,11 +219,12 @@ async def test_transaction_if_none_exist_reuses_the_match(client: httpx.AsyncCli
 async def test_transaction_if_none_exist_matching_two_fails_whole(
     client: httpx.AsyncClient,
 ) -> None:
-    await create(client, make_practitioner(family="A"))
-    await create(client, make_practitioner(family="B"))
+    vendor = [{"system": "https://editeur.example/id", "value": "42"}]  # not a national system
+    await create(client, {**make_practitioner(family="A"), "identifier": vendor})
+    await create(client, {**make_practitioner(family="B"), "identifier": vendor})
     before = await history_size(client)
     entries = agenda_entries()
-    entries[0]["request"]["ifNoneExist"] = f"identifier={RPPS}|810000000011"
+    entries[0]["request"]["ifNoneExist"] = "identifier=https://editeur.example/id|42"
     response = await post(client, bundle("transaction", *entries))
     assert response.status_code == 412, response.text
     assert await history_size(client) == before

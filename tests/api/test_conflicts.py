@@ -238,6 +238,13 @@ async def conditional_creates_spelled_apart(world: World) -> Pair:
     return Pair(create_if_none(world, plain), create_if_none(world, encoded))
 
 
+async def creates_of_one_national_identifier(world: World) -> Pair:
+    """Two Practitioners with one RPPS number: each finds no other, only one may be created."""
+    identifier = {"system": "urn:oid:1.2.250.1.71.4.2.1", "value": "810000000601"}
+    practitioner = {"resourceType": "Practitioner", "identifier": [identifier]}
+    return Pair(post(world.client, practitioner), post(world.client, practitioner))
+
+
 MATRIX = {
     "book/book": book_book,
     "book/hold": book_hold,
@@ -252,6 +259,7 @@ MATRIX = {
     "hold/hold (one client's cap)": holds_of_one_client,
     "conditional-create/conditional-create": conditional_creates,
     "conditional-create/conditional-create (spelled apart)": conditional_creates_spelled_apart,
+    "create/create (national identifier)": creates_of_one_national_identifier,
 }
 
 

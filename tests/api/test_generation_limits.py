@@ -24,7 +24,15 @@ from server.scheduling import availability, generation
 from server.scheduling.rules import SchedulingRules
 from tests.api.scheduling_setup import refusal
 from tests.conftest import BASE
-from tests.factories import FHIR_JSON, create, make_practitioner, make_schedule, operate, ref
+from tests.factories import (
+    FHIR_JSON,
+    create,
+    fresh_rpps,
+    make_practitioner,
+    make_schedule,
+    operate,
+    ref,
+)
 
 EVERY_DAY = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 TOMORROW = datetime.now(UTC).date() + timedelta(days=1)
@@ -77,13 +85,13 @@ def within(days: int) -> dict[str, str]:
 
 
 async def schedule_with(client: httpx.AsyncClient, *rules: dict[str, Any]) -> httpx.Response:
-    practitioner = await create(client, make_practitioner())
+    practitioner = await create(client, make_practitioner(fresh_rpps()))
     body = make_schedule(ref(practitioner), planningHorizon=within(2), extension=list(rules))
     return await client.post("/fhir/Schedule", json=body, headers=FHIR_JSON)
 
 
 async def bare_schedule(client: httpx.AsyncClient) -> dict[str, Any]:
-    practitioner = await create(client, make_practitioner())
+    practitioner = await create(client, make_practitioner(fresh_rpps()))
     return await create(client, make_schedule(ref(practitioner), planningHorizon=within(2)))
 
 
