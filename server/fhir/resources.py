@@ -18,6 +18,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from server.fhir import outcome
+from server.fhir.invariants import invariant_issues
 from server.fhir.outcome import Issue
 
 SERVED_TYPES: tuple[str, ...] = (
@@ -82,6 +83,7 @@ def validate(body: Any, resource_type: str | None = None) -> dict[str, Any]:
         body, orjson.loads(model.model_dump_json(by_alias=True, exclude_none=True)), actual
     )
     issues += binding_issues(body)
+    issues += invariant_issues(body)
     if issues:
         raise outcome.invalid(issues)
     return body

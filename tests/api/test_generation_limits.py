@@ -51,8 +51,11 @@ def hours(start: str = "09:00:00", end: str = "10:00:00") -> dict[str, Any]:
     }
 
 
+UCUM = "http://unitsofmeasure.org"  # a Duration's code needs its system (qty-3, drt-1)
+
+
 def duration(url: str, value: Any, code: str) -> dict[str, Any]:
-    return {"url": url, "valueDuration": {"value": value, "code": code}}
+    return {"url": url, "valueDuration": {"value": value, "system": UCUM, "code": code}}
 
 
 def rule(

@@ -274,7 +274,7 @@ async def test_include_and_parameter_counts_beyond_the_caps_are_too_costly(
 async def test_more_included_resources_than_the_cap_is_too_costly(
     tight: httpx.AsyncClient,
 ) -> None:
-    organization = (await transaction(tight, [{"resourceType": "Organization"}]))[0]
+    organization = (await transaction(tight, [{"resourceType": "Organization", "name": "O"}]))[0]
     await practitioners_with_roles(tight, 4, organization)
     two = await get(tight, "/fhir/PractitionerRole", {"_include": "PractitionerRole:practitioner"})
     assert len(matched(two, "include")) == 2
