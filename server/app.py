@@ -18,6 +18,7 @@ from server.audit.queue import AuditQueue
 from server.auth.grants import GrantBook
 from server.auth.tokens import Authority
 from server.config import Settings
+from server.scheduling import expiry
 from server.scheduling.policy import Policy, utc_now
 from server.store.base import Store
 from server.store.mongo import MongoStore
@@ -73,15 +74,21 @@ def create_app(
         app.state.store = store
         authority = make_authority(settings, store, clock, jwks_http)
         audit = app.state.audit = AuditQueue(store, settings.fhir_base, clock)
-        writer = asyncio.create_task(audit.run(settings.audit_flush_seconds))
+        tasks = [asyncio.create_task(audit.run(settings.audit_flush_seconds))]
+        if settings.hold_sweep_seconds > 0:
+            rules = expiry.server_rules(app.state.policy, settings.fhir_base, settings.limits)
+            tasks.append(
+                asyncio.create_task(expiry.sweep(store, rules, settings.hold_sweep_seconds))
+            )
         try:
             await authority.open()
             app.state.authority = authority
             yield
         finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await audit.flush()
             await authority.close()
             await store.close()

@@ -23,6 +23,7 @@ class Settings:
     base_url: str = ""  # public FHIR base; derived from host and port when empty
     max_body_bytes: int = 2 * 1024 * 1024
     hold_seconds: int = 300
+    hold_sweep_seconds: float = 5.0  # how often lapsed holds are cancelled (0: never)
     vaccination_codes: str = ",".join(DEFAULT_VACCINATION_CODES)  # system|code, comma-separated
     # identifier systems unique per resource type, comma-separated (empty: the rule is off)
     national_identifier_systems: str = ",".join(national_identifiers.DEFAULT_SYSTEMS)
@@ -52,6 +53,7 @@ class Settings:
             "CRENEAU_BASE_URL": self.base_url,
             "CRENEAU_MAX_BODY_BYTES": str(self.max_body_bytes),
             "CRENEAU_HOLD_SECONDS": str(self.hold_seconds),
+            "CRENEAU_HOLD_SWEEP_SECONDS": str(self.hold_sweep_seconds),
             "CRENEAU_VACCINATION_CODES": self.vaccination_codes,
             NATIONAL_IDENTIFIER_SYSTEMS: self.national_identifier_systems,
             "CRENEAU_SANDBOX": "1" if self.sandbox else "",
@@ -81,6 +83,7 @@ class Settings:
             ("base_url", str),
             ("max_body_bytes", int),
             ("hold_seconds", int),
+            ("hold_sweep_seconds", float),
             ("vaccination_codes", str),
             ("sandbox", _flag),
             ("token_seconds", int),

@@ -71,12 +71,14 @@ def mongodb_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 # Tokens last a day here: tests move the clock forward (to expire holds) with the same token.
 # Queued AuditEvents are written when a test flushes them (`app.state.audit.flush()`), not in
-# the background: nx-27017 does not isolate concurrent MongoDB transactions.
+# the background: nx-27017 does not isolate concurrent MongoDB transactions. Lapsed holds are
+# cancelled when a test sweeps (`expiry.lapse_due`), not in the background: tests move the clock.
 COMMON = {
     "base_url": BASE,
     "max_body_bytes": 64 * 1024,
     "token_seconds": 86_400,
     "audit_flush_seconds": 3600.0,
+    "hold_sweep_seconds": 0.0,
 }
 
 

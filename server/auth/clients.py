@@ -84,7 +84,7 @@ async def create(
     _check_credentials(secret, jwks, jwks_url)
     plain = secrets.token_urlsafe(32) if secret else None
     client = Client(
-        client_id=secrets.token_urlsafe(16),
+        client_id=new_client_id(),
         name=_checked_name(name),
         owners=tuple(_checked_owner(owner) for owner in owners),
         admin=admin,
@@ -190,3 +190,11 @@ def _check_jwks(jwks: dict[str, Any]) -> None:
         KeySet.import_key_set(jwks)  # type: ignore[arg-type]
     except (JoseError, ValueError, TypeError) as error:
         raise outcome.bad_request(f"Unreadable JWKS: {error}") from None
+
+
+def new_client_id() -> str:
+    """16 random bytes, URL-safe; never starting with `-`, which a command line would take for
+    an option (`creneau clients disable <id>`)."""
+    while (client_id := secrets.token_urlsafe(16)).startswith("-"):
+        pass
+    return client_id

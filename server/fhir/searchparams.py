@@ -66,10 +66,14 @@ def expression_for(expression: str, resource_type: str, bases: list[str]) -> str
 
 @cache
 def registry() -> Registry:
+    """The official definitions, then ours (`profiles/SearchParameter-*.json`)."""
     bundle = json.loads((PROFILES / "search-parameters.json").read_text())
+    definitions = [entry["resource"] for entry in bundle["entry"]]
+    definitions += [
+        json.loads(path.read_text()) for path in sorted(PROFILES.glob("SearchParameter-*.json"))
+    ]
     by_type: dict[str, dict[str, SearchParam]] = {t: {} for t in SERVED_TYPES}
-    for entry in bundle["entry"]:
-        definition = entry["resource"]
+    for definition in definitions:
         if definition["type"] not in SUPPORTED_TYPES or "expression" not in definition:
             continue
         for resource_type in SERVED_TYPES:

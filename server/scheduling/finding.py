@@ -101,7 +101,7 @@ async def find(
     after = request.after
     opening = max(request.start, now) if after is None else max(after.start, now)
     window = [
-        ("status", "free"),
+        ("status", "free,busy-tentative"),  # held by the server's say: lapsed holds free them
         ("start", f"{'gt' if after is None else 'ge'}{format_instant(opening)}"),
         ("start", f"lt{format_instant(request.end)}"),
         ("_sort", "start"),

@@ -8,7 +8,7 @@ slot's seat and the dose are taken in the same transaction as the appointment is
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -62,6 +62,7 @@ class SchedulingRules:
     trail: Trail | None = None
     limits: Limits = field(default_factory=Limits)  # what a generation of slots may cost
     later: generation.Later | None = None  # large generations, written after the commit
+    settling: bool = False  # the server writing a Slot status it derives (`slots.settle_status`)
 
     async def before(
         self, tx: Transaction, previous: Body | None, body: Body | None
@@ -77,6 +78,8 @@ class SchedulingRules:
             )
             return body
         if kind == "Slot":
+            if body is not None and not self.settling:
+                body = slots.as_written_by_client(previous, body)
             await self._slot(tx, previous, body)
         elif kind == "Schedule" and _availability(previous) != _availability(body):
             availability.parse_rules(body or {}, availability.Caps.of(self.limits))
@@ -108,11 +111,13 @@ class SchedulingRules:
             await labelling.spread_to_patients(tx, version, self.own_base)
             touched = set(slot_ids(previous or {}, self.own_base))
             touched |= set(slot_ids(version.body or {}, self.own_base))
+            server = replace(self, settling=True)
             for slot_id in sorted(touched):
-                await slots.settle_status(tx, slot_id, self.policy.now(), self.own_base, self)
-        elif version.type == "Slot" and previous and version.body:
+                await slots.settle_status(tx, slot_id, self.policy.now(), self.own_base, server)
+        elif version.type == "Slot" and previous and version.body and not self.settling:
             if slots.capacity(previous) != slots.capacity(version.body):
-                await slots.settle_status(tx, version.id, self.policy.now(), self.own_base, self)
+                server = replace(self, settling=True)
+                await slots.settle_status(tx, version.id, self.policy.now(), self.own_base, server)
         elif version.type == "Schedule" and _availability(previous) != _availability(version.body):
             await generation.generate(tx, version, self.own_base, self, self.policy.now())
 

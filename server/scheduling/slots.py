@@ -1,10 +1,16 @@
 """Whether a Slot can be taken, and the Slot status that follows from what takes it.
 
-A Slot is bookable when it is `free`, starts in the future, its Schedule is active and the
-Schedule's planning horizon (if any) covers it, and fewer appointments take it than its capacity
-(the SMART Scheduling Links `slot-capacity` extension, else 1). Holds take a seat while they live;
-only booked (and fulfilled) appointments make a full slot `busy`, so an expired hold needs no
-write to free its seat.
+A Slot is bookable when it is `free` (or `busy-tentative` by the server's own say, see below),
+starts in the future, its Schedule is active and the Schedule's planning horizon (if any) covers
+it, and fewer appointments take it than its capacity (the SMART Scheduling Links `slot-capacity`
+extension, else 1). Holds take a seat while they live, and an expired hold takes none, whether or
+not anything was written since.
+
+What other clients read follows: `busy` when bookings fill the slot, `busy-tentative` when live
+holds take its last seats, `free` otherwise. The server marks a `busy-tentative` of its own with
+a `meta.tag` (`HELD_MARK`), so that it tells its own from an owner's (an owner's status is left
+as it is) and a client cannot forge or drop it. When a hold lapses, the server cancels it
+(`expiry`), which settles the slot `free` again; until then the lapsed hold counts for nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from server.fhir import outcome
 from server.fhir.values import parse_instant, period_bounds
 from server.scheduling.claims import Claim, claim_of
 from server.scheduling.queries import find_all
-from server.scheduling.vocabulary import SLOT_CAPACITY
+from server.scheduling.vocabulary import HELD_MARK, SLOT_CAPACITY, SLOT_STATE
 from server.store import writes
 from server.store.base import Reader, Transaction, Version
 
@@ -68,7 +74,7 @@ def not_bookable(slot: Version, schedule: dict[str, Any] | None, now: datetime) 
     """Why the slot cannot be taken, whoever asks; None if its own state allows it."""
     body = slot.body or {}
     start, end = parse_instant(body.get("start")), parse_instant(body.get("end"))
-    if body.get("status") != "free":
+    if body.get("status") != "free" and not held_by_server(body):
         return f"it is {body.get('status')}"
     if start is None or start <= now:
         return "it has already started"
@@ -111,8 +117,10 @@ def slot_gone(slot_id: str, reason: str) -> outcome.FhirError:
 async def settle_status(
     tx: Transaction, slot_id: str, now: datetime, own_base: str, rules: writes.WriteRules
 ) -> None:
-    """After a booking or a release: `busy` when bookings fill the slot, `free` when they no
-    longer do. A status the owner set (busy-unavailable, busy-tentative) is left as it is.
+    """After a hold, a booking or a release: `busy` when bookings fill the slot,
+    `busy-tentative` (marked as the server's) when live holds take its last seats, `free` when
+    neither does. A status the owner set (busy-unavailable, their own busy-tentative) is left as
+    it is. `rules` write the Slot as the server (`SchedulingRules.settling`).
 
     The slot's guard is written first, whatever follows: a release that decides "still free"
     and a booking that decides "now full" read the same seats, and without a common write both
@@ -122,11 +130,41 @@ async def settle_status(
     if slot is None or slot.deleted or not slot.body:
         return
     status = slot.body.get("status")
-    if status not in ("free", "busy"):
+    if status not in ("free", "busy") and not held_by_server(slot.body):
         return
-    bookings = (await occupancy(tx, slot_id, now, own_base)).bookings
-    wanted = "busy" if bookings >= capacity(slot.body) else "free"
-    if wanted != status:
-        await writes.update(
-            tx, {**slot.body, "status": wanted}, slot_id, own_base=own_base, rules=rules
-        )
+    taken = await occupancy(tx, slot_id, now, own_base)
+    seats = capacity(slot.body)
+    wanted = "busy" if taken.bookings >= seats else "free"
+    if wanted == "free" and taken.taken >= seats:
+        wanted = "busy-tentative"
+    settled = marked({**slot.body, "status": wanted}, wanted == "busy-tentative")
+    if settled != slot.body:
+        await writes.update(tx, settled, slot_id, own_base=own_base, rules=rules)
+
+
+def held_by_server(slot: dict[str, Any]) -> bool:
+    """Whether the slot is `busy-tentative` by the server's say (its live holds)."""
+    return slot.get("status") == "busy-tentative" and any(
+        tag.get("system") == SLOT_STATE for tag in slot.get("meta", {}).get("tag", [])
+    )
+
+
+def marked(slot: dict[str, Any], held: bool) -> dict[str, Any]:
+    """The slot with the server's held mark, or without it."""
+    meta = dict(slot.get("meta", {}))
+    tags = [t for t in meta.get("tag", []) if t.get("system") != SLOT_STATE]
+    tags += [HELD_MARK] if held else []
+    if tags:
+        meta["tag"] = tags
+    else:
+        meta.pop("tag", None)
+    return {**slot, "meta": meta}
+
+
+def as_written_by_client(previous: dict[str, Any] | None, body: dict[str, Any]) -> dict[str, Any]:
+    """A client's Slot write: the held mark stays the server's. A held slot written `free` or
+    `busy-tentative` stays held; any other status is the owner's own say."""
+    held = previous is not None and held_by_server(previous)
+    if held and body.get("status") in ("free", "busy-tentative"):
+        return marked({**body, "status": "busy-tentative"}, True)
+    return marked(body, False)

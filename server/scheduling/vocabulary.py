@@ -26,6 +26,14 @@ DEFAULT_VACCINATION_CODES = (
     f"{SMART_SERVICE_TYPE}|covid19-immunization",
 )
 CANCELLATION_REASON = "http://terminology.hl7.org/CodeSystem/appointment-cancellation-reason"
+# A Slot's status set by the server: `busy-tentative` while live holds take its last seats.
+SLOT_STATE = f"{CANONICAL}/CodeSystem/slot-state"
+HELD_MARK = {"system": SLOT_STATE, "code": "held", "display": "Held by live holds"}
+# Why the server cancelled a hold: it lapsed before it was booked.
+HOLD_LAPSED = {
+    "coding": [{"system": f"{CANONICAL}/CodeSystem/cancellation-reason", "code": "hold-expired"}],
+    "text": "The hold expired before it was booked",
+}
 
 # What an Appointment's status means for its slot and its dose.
 HOLDING = "pending"  # a hold: takes the slot (and the dose) until it expires
