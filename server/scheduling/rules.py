@@ -39,6 +39,7 @@ from server.scheduling.claims import (
     slot_ids,
 )
 from server.scheduling.policy import Policy
+from server.scheduling.proposals import PROPOSAL, proposed_slot
 from server.scheduling.vocabulary import (
     BOOKING_RECORD,
     DOSE_RESERVATION,
@@ -152,6 +153,12 @@ class SchedulingRules:
                 )
             return None
         now = self.policy.now()
+        if previous is None and proposed_slot(body["id"]) is not None:
+            raise outcome.invalid_one(
+                f"Appointment ids starting {PROPOSAL!r} are the proposals $find makes: "
+                "choose another id",
+                "Appointment.id",
+            )
         states.check(body["id"], (previous or {}).get("status"), body.get("status"))
         hold_terms.check_holder(self.access, previous, body)
         body = _carry_server_extensions(previous, body)

@@ -52,3 +52,14 @@ async def test_slots_beyond_a_horizon_are_not_offered_nor_booked(
         client, "Appointment/$book", ("appt-resource", booking(inside, practice.patients[0]))
     )
     assert booked.status_code == 201, booked.text
+
+
+async def test_a_horizon_the_rules_cannot_read_is_refused(client: httpx.AsyncClient) -> None:
+    """`2026-02-30` has the shape of a date but is none: refused (the datatype's validation),
+    never read as "no limit"."""
+    practice = await open_practice(client)
+    schedule = {**practice.consultations, "planningHorizon": {"end": "2026-02-30"}}
+    url = f"/fhir/Schedule/{schedule['id']}"
+    answer = await client.put(url, json=schedule, headers=FHIR_JSON)
+    refusal(answer, 422)
+    assert "planningHorizon" not in (await client.get(url)).json()

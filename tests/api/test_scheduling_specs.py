@@ -206,3 +206,18 @@ async def test_find_by_any_part_of_an_address(client: httpx.AsyncClient) -> None
         )
         slots = [m["slot"][0]["reference"] for m in matches(answer.json())]
         assert (f"Slot/{slot_id}" in slots) is found, text
+
+
+async def test_proposal_ids_are_not_for_stored_appointments(client: httpx.AsyncClient) -> None:
+    """Nobody may take a proposal's id for an Appointment of their own (and so hide the slot's
+    proposal from every other app)."""
+    practice = await open_practice(client, patients=1)
+    (slot_id,) = await add_slots(client, practice.consultations, 1)
+    squatted = {
+        "resourceType": "Appointment",
+        "id": f"p-{slot_id}",
+        "status": "proposed",
+        "participant": participants(ref(practice.patients[0])),
+    }
+    answer = await client.put(f"/fhir/Appointment/p-{slot_id}", json=squatted, headers=FHIR_JSON)
+    assert "proposals" in refusal(answer, 422)
