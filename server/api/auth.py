@@ -44,9 +44,13 @@ CAPABILITIES = [
 ]
 
 
-def _authority(request: Request) -> Authority:
+def authority_of(request: Request) -> Authority:
     authority: Authority = request.app.state.authority
     return authority
+
+
+async def _authority(request: Request) -> Authority:
+    return authority_of(request)
 
 
 AuthorityDep = Annotated[Authority, Depends(_authority)]
@@ -56,7 +60,7 @@ async def _admin(request: Request) -> Caller:
     """The operator's client (admin): 401 without a valid token, 403 for any other client."""
     if request.app.state.settings.sandbox:
         return sandbox()
-    caller = await _authority(request).caller(request.headers.get("authorization"))
+    caller = await authority_of(request).caller(request.headers.get("authorization"))
     if not caller.admin:
         raise outcome.FhirError(
             403, [outcome.Issue("forbidden", "Only an admin client may manage clients")]

@@ -23,19 +23,31 @@ ON_BEHALF_OF = "x-on-behalf-of"
 PERSON_TYPES = ("Practitioner", "PractitionerRole", "Patient", "RelatedPerson")
 
 
-def _settings(request: Request) -> Settings:
+def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _store(request: Request) -> Store:
+def store_of(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
 
 
+# Dependencies are `async def`: FastAPI runs a plain `def` one in its thread pool, a thread hop
+# per dependency per request for what is an attribute read.
+
+
+async def _settings(request: Request) -> Settings:
+    return settings_of(request)
+
+
+async def _store(request: Request) -> Store:
+    return store_of(request)
+
+
 async def _caller(request: Request) -> Caller:
     """Who calls: the client its bearer token names (401 without a valid one), or the sandbox."""
-    if _settings(request).sandbox:
+    if settings_of(request).sandbox:
         return sandbox()
     caller: Caller = await request.app.state.authority.caller(
         request.headers.get("authorization"), on_behalf_of=_on_behalf_of(request)
@@ -61,7 +73,7 @@ async def _access(request: Request) -> Access:
     if caller.admin:
         return Access(caller)
     now = format_instant(request.app.state.policy.now())
-    grants = await request.app.state.grants.of(_store(request), caller.client_id)
+    grants = await request.app.state.grants.of(store_of(request), caller.client_id)
     return Access.of(caller, grants, now)
 
 
@@ -70,7 +82,7 @@ def trail_of(request: Request, caller: Caller | None) -> Trail:
     address = request.client.host if request.client else None
     action = action_of(request.method, request.url.path, request.url.query)
     clock = request.app.state.policy.now
-    return Trail(action, caller, _settings(request).fhir_base, clock, address)
+    return Trail(action, caller, settings_of(request).fhir_base, clock, address)
 
 
 async def _trail(
@@ -81,7 +93,7 @@ async def _trail(
     trail = trail_of(request, access.caller)
     request.state.trail = trail
     yield trail
-    if trail.action.reads_only and _settings(request).audit_reads:
+    if trail.action.reads_only and settings_of(request).audit_reads:
         request.app.state.audit.put(trail.event(SUCCESS))
 
 
@@ -93,7 +105,7 @@ async def _rules(
     """The scheduling rules for this request's writes, on behalf of whoever makes it. The Slots
     of a large generation are written once the route is done (its transactions committed) and
     before it is answered, a batch to a transaction (`generation.Later`)."""
-    settings = _settings(request)
+    settings = settings_of(request)
     later = generation.Later()
     rules = SchedulingRules(
         request.app.state.policy,
@@ -104,15 +116,15 @@ async def _rules(
         later=later,
     )
     yield rules
-    await later.write(_store(request), settings.fhir_base, rules, trail)
+    await later.write(store_of(request), settings.fhir_base, rules, trail)
 
 
 async def _interactions(
     request: Request, rules: Annotated[SchedulingRules, Depends(_rules, scope="function")]
 ) -> Interactions:
-    settings = _settings(request)
+    settings = settings_of(request)
     return Interactions(
-        _store(request),
+        store_of(request),
         settings.fhir_base,
         rules,
         rules.access,

@@ -32,8 +32,9 @@ def fhir_response(
     )
 
 
-def check_accept(request: Request) -> None:
-    """406 for a client that asks only for a format we do not produce (XML, ...)."""
+async def check_accept(request: Request) -> None:
+    """406 for a client that asks only for a format we do not produce (XML, ...). Async: a plain
+    `def` dependency would cost a thread hop on every request."""
     wanted = request.query_params.get("_format")
     if wanted is not None:
         if wanted not in ("json", "application/json", "application/fhir+json"):

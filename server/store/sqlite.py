@@ -149,6 +149,11 @@ class _SqliteReader(Reader):
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` on a connection in a worker thread."""
 
+    @abstractmethod
+    async def _run_bounded(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn`, a statement whose work is bounded (a read by key, a tally, one row
+        written), on the event loop itself: a thread hop costs more than the statement."""
+
     async def current(self, resource_type: str, resource_id: str) -> Version | None:
         def read(db: sqlite3.Connection) -> Any:
             return db.execute(
@@ -156,7 +161,7 @@ class _SqliteReader(Reader):
                 (resource_type, resource_id),
             ).fetchone()
 
-        row = await self._run(read)
+        row = await self._run_bounded(read)
         return _version(row) if row else None
 
     async def current_many(self, keys: list[tuple[str, str]]) -> list[Version]:
@@ -178,7 +183,7 @@ class _SqliteReader(Reader):
         return await self._run(lambda db: _find(db, query))
 
     async def tallies(self, prefix: str) -> dict[str, int]:
-        rows = await self._run(
+        rows = await self._run_bounded(
             lambda db: db.execute(
                 "SELECT key, value FROM tallies WHERE key >= ? AND key < ?",
                 (prefix, prefix + sqlite_search.PREFIX_END),
@@ -187,7 +192,7 @@ class _SqliteReader(Reader):
         return dict(rows)
 
     async def tallies_after(self, prefix: str, after: str) -> dict[str, int]:
-        rows = await self._run(
+        rows = await self._run_bounded(
             lambda db: db.execute(
                 "SELECT key, value FROM tallies WHERE key > ? AND key < ?",
                 (prefix + after, prefix + sqlite_search.PREFIX_END),
@@ -293,6 +298,16 @@ class SqliteTransaction(_SqliteReader, Transaction):
         deadline.check()
         if self._begun:
             return await anyio.to_thread.run_sync(fn, self._db)
+        return await self._begin(fn)
+
+    async def _run_bounded(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        deadline.check()
+        if self._begun:
+            return fn(self._db)
+        return await self._begin(fn)
+
+    async def _begin(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """The first statement: after BEGIN IMMEDIATE, waited for without holding a thread."""
         await self._writers.acquire()
         try:
             result: list[T] = []
@@ -316,7 +331,7 @@ class SqliteTransaction(_SqliteReader, Transaction):
         """Nothing to add: the write lock taken by the first statement serializes writers."""
 
     async def put(self, new: Version, index: IndexValues | None, previous: Version | None) -> None:
-        await self._run(lambda db: _put(db, new, index, previous))
+        await self._run_bounded(lambda db: _put(db, new, index, previous))
 
     async def put_new(self, new: list[tuple[Version, IndexValues]]) -> None:
         def put_all(db: sqlite3.Connection) -> None:
@@ -326,7 +341,7 @@ class SqliteTransaction(_SqliteReader, Transaction):
         await self._run(put_all)
 
     async def tally(self, key: str, delta: int) -> None:
-        await self._run(
+        await self._run_bounded(
             lambda db: db.execute(
                 "INSERT INTO tallies (key, value) VALUES (?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
@@ -432,6 +447,11 @@ class SqliteStore(_SqliteReader, Store):
         async with self._connection() as db:
             return await anyio.to_thread.run_sync(fn, db)
 
+    async def _run_bounded(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        deadline.check()
+        async with self._connection() as db:
+            return fn(db)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with self._connection() as db:
@@ -486,7 +506,7 @@ class SqliteStore(_SqliteReader, Store):
 
     async def record(self, kind: str, key: str) -> dict[str, Any] | None:
         now = time.time()
-        return await self._run(lambda db: sqlite_records.one(db, kind, key, now))
+        return await self._run_bounded(lambda db: sqlite_records.one(db, kind, key, now))
 
     async def records(self, kind: str) -> list[dict[str, Any]]:
         now = time.time()
