@@ -119,7 +119,7 @@ def from_body(body: Any) -> Inputs:
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise outcome.bad_request("An operation's body is a Parameters resource")
     try:
-        Parameters.model_validate(body)
+        Parameters.model_validate(_without_resources(body))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -128,6 +128,19 @@ def from_body(body: Any) -> Inputs:
     for parameter in body.get("parameter") or []:  # `null` passes the model as no parameters
         values.setdefault(parameter["name"], []).append(_value(parameter))
     return Inputs(values)
+
+
+def _without_resources(body: dict[str, Any]) -> dict[str, Any]:
+    """The Parameters to check, its resources left out: an operation validates the resources
+    it takes as resources (`resources.validate`, with bindings and invariants), once."""
+    parameters = body.get("parameter")
+    if not isinstance(parameters, list):
+        return body
+    kept = [
+        {k: v for k, v in p.items() if k != "resource"} if isinstance(p, dict) else p
+        for p in parameters
+    ]
+    return {**body, "parameter": kept}
 
 
 def _value(parameter: dict[str, Any]) -> Any:

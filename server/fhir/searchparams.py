@@ -94,19 +94,93 @@ def registry() -> Registry:
     return Registry(by_type)
 
 
+# Shapes the writes meet on every booking, walked directly too (50 to 100 times faster than the
+# engine): references of one type (`resolve() is T`, rewritten above), elements whose field has
+# one value (`telecom.where(system='phone')`), one extension's value, one type of a choice
+# element, and unions of these.
+OF_TYPE = re.compile(r"^(?P<path>[\w.]+)\.where\(reference\.startsWith\('(?P<prefix>\w+/)'\)\)$")
+FIELD_IS = re.compile(r"^(?P<path>[\w.]+)\.where\((?P<field>\w+)='(?P<value>[\w.:/-]+)'\)$")
+EXTENSION_VALUE = re.compile(r"^(?P<path>[\w.]+)\.extension\.where\(url='(?P<url>[^']+)'\)\.value$")
+CHOICE = re.compile(r"^\((?P<path>[\w.]+) as (?P<type>[a-zA-Z]+)\)$")
+
+
 def compile_expression(expression: str, resource_type: str) -> Callable[..., list[Any]]:
     """A plain path (`Slot.schedule`, `Patient.address.city`) is walked directly, several times
-    faster than the FHIRPath engine on the write hot path; anything else (choice types, functions,
-    unions) goes to fhirpathpy."""
-    steps = expression.split(".")
+    faster than the FHIRPath engine on the write hot path, and so are the shapes above; anything
+    else goes to fhirpathpy."""
+    parts = expression.split(" | ")
+    walkers = [_walker(part.strip(), resource_type) for part in parts]
+    if all(walkers):
+        if len(walkers) == 1:
+            return cast(Callable[..., list[Any]], walkers[0])
+        return partial(_union, tuple(cast(list[Callable[..., list[Any]]], walkers)))
+    return cast(Callable[..., list[Any]], compile_fhirpath(expression, model=FHIRPATH_MODEL))
+
+
+def _walker(expression: str, resource_type: str) -> Callable[..., list[Any]] | None:
+    """A direct walk for one of the shapes, or None."""
+    if (typed := OF_TYPE.match(expression)) and (steps := _steps(typed["path"], resource_type)):
+        return partial(_references_to, steps, typed["prefix"])
+    if (equal := FIELD_IS.match(expression)) and (steps := _steps(equal["path"], resource_type)):
+        return partial(_where_field, steps, equal["field"], equal["value"])
+    found = EXTENSION_VALUE.match(expression)
+    if found and (steps := _steps(f"{found['path']}.extension", resource_type)):
+        return partial(_extension_values, steps, found["url"])
+    choice = CHOICE.match(expression)
+    if choice:
+        kind = choice["type"]
+        path = choice["path"] + kind[0].upper() + kind[1:]
+        if steps := _steps(path, resource_type):
+            return partial(_walk, steps)
+    if steps := _steps(expression, resource_type):
+        return partial(_walk, steps)
+    return None
+
+
+def _union(walkers: tuple[Callable[..., list[Any]], ...], resource: dict[str, Any]) -> list[Any]:
+    """FHIRPath `|`: the values of each, in order, each once."""
+    found: list[Any] = []
+    for walker in walkers:
+        found += [value for value in walker(resource) if value not in found]
+    return found
+
+
+def _where_field(
+    steps: tuple[str, ...], name: str, wanted: str, resource: dict[str, Any]
+) -> list[Any]:
+    return [v for v in _walk(steps, resource) if isinstance(v, dict) and v.get(name) == wanted]
+
+
+def _steps(path: str, resource_type: str) -> tuple[str, ...] | None:
+    """The element names of a plain path from the resource (`Slot.schedule`), or None."""
+    steps = path.split(".")
     fields = get_fhir_model_class(resource_type).model_fields
     if (
-        steps[0] == resource_type
+        len(steps) > 1
+        and steps[0] == resource_type
         and all(map(str.isidentifier, steps[1:]))
         and steps[1] in {info.alias or name for name, info in fields.items()}
     ):
-        return partial(_walk, tuple(steps[1:]))
-    return cast(Callable[..., list[Any]], compile_fhirpath(expression, model=FHIRPATH_MODEL))
+        return tuple(steps[1:])
+    return None
+
+
+def _references_to(steps: tuple[str, ...], prefix: str, resource: dict[str, Any]) -> list[Any]:
+    return [
+        value
+        for value in _walk(steps, resource)
+        if isinstance(value, dict) and str(value.get("reference", "")).startswith(prefix)
+    ]
+
+
+def _extension_values(steps: tuple[str, ...], url: str, resource: dict[str, Any]) -> list[Any]:
+    return [
+        value
+        for extension in _walk(steps, resource)
+        if isinstance(extension, dict) and extension.get("url") == url
+        for key, value in extension.items()
+        if key.startswith("value")
+    ]
 
 
 def _walk(steps: tuple[str, ...], resource: dict[str, Any]) -> list[Any]:
