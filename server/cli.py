@@ -35,7 +35,12 @@ def main(argv: list[str] | None = None) -> None:
     _store_options(serve)
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: one per core)",
+    )
     serve.add_argument(
         "--fixtures", action="store_true", help="load the demo data set first, once (idempotent)"
     )

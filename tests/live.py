@@ -32,6 +32,8 @@ def serving(data_dir: Path, *options: str) -> Iterator[tuple[str, subprocess.Pop
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     creneau = str(Path(sys.executable).parent / "creneau")
+    if "--workers" not in options:  # one process unless a test asks for more (one per core)
+        options = (*options, "--workers", "1")
     log_path = data_dir / "server.log"
     with log_path.open("wb") as log:
         server = subprocess.Popen(
@@ -40,7 +42,7 @@ def serving(data_dir: Path, *options: str) -> Iterator[tuple[str, subprocess.Pop
             stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
-    workers = int(options[options.index("--workers") + 1]) if "--workers" in options else 1
+    workers = int(options[options.index("--workers") + 1])
     try:
         _wait_until_started(server, base, log_path, workers)
         yield base, server
