@@ -75,7 +75,7 @@ async def find(
     links = {
         "self": f"{rules.own_base}/Appointment/$find?{urlencode(query + _cursor_pair(inputs))}"
     }
-    total = None
+    total = offset + found.left if found.left is not None else None
     if found.next is not None:
         cursor = _encode(found.next, offset + len(found.offers))
         links["next"] = (
@@ -83,6 +83,8 @@ async def find(
         )
     else:
         total = offset + len(found.offers)
+    if asked.count_all and total is None:
+        entries.append(_uncounted_entry(rules.limits.find_slots))
     return fhir_response(200, bundle("searchset", entries, total=total, links=links))
 
 
@@ -103,7 +105,16 @@ def _request(inputs: Inputs) -> finding.FindRequest:
         addresses=[str(v) for v in _strings(inputs, "location-string")],
         count=inputs.integer("_count", 50),
         after=_cursor(inputs)[0],
+        count_all=_total(inputs) == "accurate",
     )
+
+
+def _total(inputs: Inputs) -> str:
+    """`_total`, as for a search: `accurate` counts every proposal of the window."""
+    value = inputs.text("_total") or "none"
+    if value not in ("none", "estimate", "accurate"):
+        raise outcome.bad_request(f"_total is none, estimate or accurate; not {value!r}")
+    return value
 
 
 def _moment(inputs: Inputs, name: str, side: int) -> datetime | None:
@@ -198,6 +209,16 @@ def _unused_entry(names: list[str]) -> dict[str, Any]:
     issue = outcome.Issue(
         "not-supported",
         f"Not used to choose these proposals: {', '.join(names)}",
+        severity="warning",
+    )
+    return {"resource": outcome.operation_outcome([issue]), "search": {"mode": "outcome"}}
+
+
+def _uncounted_entry(most: int) -> dict[str, Any]:
+    issue = outcome.Issue(
+        "too-costly",
+        f"No total: the window holds more than the {most} slots one $find reads (limit "
+        "find_slots); narrow it",
         severity="warning",
     )
     return {"resource": outcome.operation_outcome([issue]), "search": {"mode": "outcome"}}

@@ -57,6 +57,7 @@ class FindRequest:
     addresses: list[str] = field(default_factory=list)  # parts of an address (`address` search)
     count: int = 50
     after: Position | None = None  # where the previous page ended
+    count_all: bool = False  # count every offer left in the window (`_total=accurate`)
 
 
 @dataclass(frozen=True)
@@ -77,10 +78,12 @@ class Offer:
 
 @dataclass(frozen=True)
 class Found:
-    """The offers of one page; `next` where the following page starts, None on the last."""
+    """The offers of one page; `next` where the following page starts, None on the last;
+    `left` the offers from this page's first to the window's end, when they were counted."""
 
     offers: list[Offer]
     next: Position | None
+    left: int | None = None
 
 
 async def find(
@@ -92,8 +95,9 @@ async def find(
     limits: Limits,
 ) -> Found:
     """One page of offers, among the slots this client may discover (filtered in the slot
-    queries). One offer more than the page is looked for, to know whether another page follows;
-    where the reads ran out (`find_slots`), the next page starts after the last slot read."""
+    queries). One offer more than the page is looked for, to know whether another page follows
+    (every offer left in the window, when `count_all`: at most `find_slots` slots are read);
+    where the reads ran out, the next page starts after the last slot read."""
     _check_window(request, limits)
     now = policy.now()
     actor_filters = await _actor_filters(reader, own_base, request)
@@ -107,7 +111,7 @@ async def find(
         ("_sort", "start"),
     ]
     reads = _Reads(limits.find_slots)
-    wanted = request.count + 1
+    wanted = limits.find_slots if request.count_all else request.count + 1
     page = max(2, math.ceil(_batch(wanted) / max(len(sources), 1)))
     searches = [_search(own_base, "Slot", source + window, access) for source in sources]
     merged = _Merge([_TimeLine(reader, own_base, s, reads, page) for s in searches], after)
@@ -118,9 +122,13 @@ async def find(
         if not batch:
             break
         offers += await _offers(reader, policy, own_base, request, actor_filters, budget, batch)
+    # all the offers left in the window were counted: unless the reads ran out first
+    counted = len(offers) if request.count_all and not merged.cut else None
     if len(offers) > request.count:
-        return Found(offers[: request.count], _position_after(offers[: request.count]))
-    return Found(offers, merged.last if merged.cut and merged.last != after else None)
+        shown = offers[: request.count]
+        return Found(shown, _position_after(shown), counted)
+    ended = merged.last if merged.cut and merged.last != after else None
+    return Found(offers, ended, counted)
 
 
 def _position_after(offers: list[Offer]) -> Position:

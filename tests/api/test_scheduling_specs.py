@@ -221,3 +221,18 @@ async def test_proposal_ids_are_not_for_stored_appointments(client: httpx.AsyncC
     }
     answer = await client.put(f"/fhir/Appointment/p-{slot_id}", json=squatted, headers=FHIR_JSON)
     assert "proposals" in refusal(answer, 422)
+
+
+async def test_an_accurate_total_on_every_page(client: httpx.AsyncClient) -> None:
+    """`_total=accurate` counts every bookable proposal of the window, holds and doses seen."""
+    practice = await open_practice(client, patients=1)
+    slots = await add_slots(client, practice.consultations, 5)
+    held = await operate(client, "Appointment/$hold", ("slot", {"reference": f"Slot/{slots[4]}"}))
+    assert held.status_code == 201, held.text
+    params = {"start": TOMORROW.isoformat(), "_count": "2", "_total": "accurate"}
+    first = (await client.get("/fhir/Appointment/$find", params=params)).json()
+    assert first["total"] == 4 and len(matches(first)) == 2
+    url = next(link["url"] for link in first["link"] if link["relation"] == "next")
+    second = (await client.get(url.removeprefix("http://test"))).json()
+    assert second["total"] == 4
+    refusal(await client.get("/fhir/Appointment/$find", params={**params, "_total": "all"}), 400)

@@ -52,6 +52,7 @@ PARAMETERS = {
         ("in", "insurance-reference", 0, "1", "Reference"),
         ("in", "_include", 0, "*", "string"),
         ("in", "_count", 0, "1", "integer"),
+        ("in", "_total", 0, "1", "code"),
         ("in", "_cursor", 0, "1", "string"),
         ("out", "return", 1, "1", "Bundle"),
     ],
