@@ -178,12 +178,13 @@ def _cursor(inputs: Inputs) -> tuple[finding.Position | None, int]:
         data = json.loads(base64.urlsafe_b64decode(text.encode() + b"=="))
         start = parse_instant(data["at"])
         passed = frozenset(str(p) for p in data["passed"])
+        offered = {str(k): max(int(v), 0) for k, v in data.get("offered", {}).items()}
         offset = int(data["offset"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise outcome.bad_request("_cursor is not one this server gave") from None
     if start is None or offset < 0:
         raise outcome.bad_request("_cursor is not one this server gave")
-    return finding.Position(start, passed), offset
+    return finding.Position(start, passed, offered), offset
 
 
 def _cursor_pair(inputs: Inputs) -> list[tuple[str, str]]:
@@ -195,6 +196,7 @@ def _encode(position: finding.Position, offset: int) -> str:
     data = {
         "at": format_instant(position.start),
         "passed": sorted(position.passed),
+        "offered": position.offered,
         "offset": offset,
     }
     return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")

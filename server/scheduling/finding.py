@@ -18,7 +18,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -67,6 +67,7 @@ class Position:
 
     start: datetime
     passed: frozenset[str] = frozenset()
+    offered: dict[str, int] = field(default_factory=dict)  # vaccination offers made, by dose
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Offer:
     appointment: Body
     slot: Version
     schedule: Version
+    dose: str | None = None  # "place|vaccine" of the dose a vaccination offer counts on
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ async def find(
     page = max(2, math.ceil(_batch(wanted) / max(len(sources), 1)))
     searches = [_search(own_base, "Slot", source + window, access) for source in sources]
     merged = _Merge([_TimeLine(reader, own_base, s, reads, page) for s in searches], after)
-    budget = _DoseBudget(reader, now, own_base)
+    budget = _DoseBudget(reader, now, own_base, after.offered if after else {})
     offers: list[Offer] = []
     while len(offers) < wanted:
         batch = await merged.take(_batch(wanted - len(offers)))
@@ -126,15 +128,25 @@ async def find(
     counted = len(offers) if request.count_all and not merged.cut else None
     if len(offers) > request.count:
         shown = offers[: request.count]
-        return Found(shown, _position_after(shown), counted)
+        return Found(shown, _position_after(shown, after), counted)
     ended = merged.last if merged.cut and merged.last != after else None
+    if ended is not None:
+        ended = replace(ended, offered=_offered(offers, after))
     return Found(offers, ended, counted)
 
 
-def _position_after(offers: list[Offer]) -> Position:
+def _position_after(offers: list[Offer], after: Position | None) -> Position:
     start = parse_instant((offers[-1].slot.body or {}).get("start")) or NEVER
     passed = {o.slot.id for o in offers if parse_instant((o.slot.body or {}).get("start")) == start}
-    return Position(start, frozenset(passed))
+    return Position(start, frozenset(passed), _offered(offers, after))
+
+
+def _offered(offers: list[Offer], after: Position | None) -> dict[str, int]:
+    """The vaccination offers made up to the end of this page, by dose: a place is offered no
+    more vaccination slots than it has doses, across pages too."""
+    offered = Counter(after.offered if after else {})
+    offered.update(o.dose for o in offers if o.dose is not None)
+    return dict(offered)
 
 
 def _batch(wanted: int) -> int:
@@ -390,9 +402,10 @@ async def _offers(
         ):
             continue
         vaccination = policy.is_vaccination(body.get("serviceType") or plan.get("serviceType", []))
-        if vaccination and not await budget.take(plan):
+        dose = await budget.take(plan) if vaccination else None
+        if vaccination and dose is None:
             continue
-        offers.append(Offer(proposal(slot, plan), slot, schedule))
+        offers.append(Offer(proposal(slot, plan), slot, schedule, dose))
     return offers
 
 
@@ -450,22 +463,27 @@ async def _occupancy(
 
 class _DoseBudget:
     """How many more vaccination slots each (place, vaccine) may be offered: its available
-    doses, read once per $find."""
+    doses, read once per $find, less those the earlier pages offered (`Position.offered`)."""
 
-    def __init__(self, reader: Reader, now: datetime, own_base: str) -> None:
+    def __init__(
+        self, reader: Reader, now: datetime, own_base: str, offered: dict[str, int]
+    ) -> None:
         self._reader, self._now, self._own_base = reader, now, own_base
-        self._left: dict[tuple[str, str], int] = {}
+        self._offered = offered
+        self._left: dict[str, int] = {}
 
-    async def take(self, schedule: Body) -> bool:
+    async def take(self, schedule: Body) -> str | None:
+        """The "place|vaccine" key of the dose an offer counts on, or None if none is left."""
         place, vaccine = ledger.place_of(schedule, self._own_base), ledger.vaccine_of(schedule)
         if place is None or vaccine is None:
-            return False
-        key = (place, ledger.vaccine_key(vaccine))
+            return None
+        key = f"{place}|{ledger.vaccine_key(vaccine)}"
         if key not in self._left:
             balances = await ledger.balances(self._reader, place, self._now, self._own_base)
-            balance = balances.get(key[1])
-            self._left[key] = balance.available if balance else 0
+            balance = balances.get(ledger.vaccine_key(vaccine))
+            available = balance.available if balance else 0
+            self._left[key] = available - self._offered.get(key, 0)
         if self._left[key] <= 0:
-            return False
+            return None
         self._left[key] -= 1
-        return True
+        return key

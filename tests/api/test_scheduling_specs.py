@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from tests.api.rule_paths_setup import open_clinic
 from tests.api.scheduling_setup import TOMORROW, add_slots, open_practice, refusal, slot_status
 from tests.factories import CONSULTATION, FHIR_JSON, operate, participants, ref
 
@@ -236,3 +237,14 @@ async def test_an_accurate_total_on_every_page(client: httpx.AsyncClient) -> Non
     second = (await client.get(url.removeprefix("http://test"))).json()
     assert second["total"] == 4
     refusal(await client.get("/fhir/Appointment/$find", params={**params, "_total": "all"}), 400)
+
+
+async def test_pages_never_offer_more_vaccinations_than_doses(client: httpx.AsyncClient) -> None:
+    clinic = await open_clinic(client, slots=4, doses=2)
+    params = {"start": TOMORROW.isoformat(), "location": clinic.place, "_count": "1"}
+    page = (await client.get("/fhir/Appointment/$find", params=params)).json()
+    offered = [m["slot"][0]["reference"] for m in matches(page)]
+    while url := next((lk["url"] for lk in page.get("link", []) if lk["relation"] == "next"), None):
+        page = (await client.get(url.removeprefix("http://test"))).json()
+        offered += [m["slot"][0]["reference"] for m in matches(page)]
+    assert offered == [f"Slot/{s}" for s in clinic.slots[:2]]
