@@ -111,7 +111,7 @@ def test_serve_sandbox_warns(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     served: list[Settings] = []
-    monkeypatch.setattr("server.cli._serve", lambda settings, workers: served.append(settings))
+    monkeypatch.setattr("server.cli._serve", lambda settings, *_: served.append(settings))
     main(["serve", "--sandbox", "--port", "8999"])
     assert served[0].sandbox is True and served[0].to_env()["CRENEAU_SANDBOX"] == "1"
     assert "SANDBOX" in capsys.readouterr().err
