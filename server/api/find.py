@@ -20,7 +20,7 @@ from server.api.negotiation import check_accept, fhir_response
 from server.fhir import outcome
 from server.fhir.bundles import bundle, search_entry
 from server.fhir.parameters import Inputs
-from server.fhir.values import format_instant, moments, parse_instant
+from server.fhir.values import format_instant, moments, parse_instant, with_plus
 from server.scheduling import finding
 from server.store.base import Store
 
@@ -122,7 +122,7 @@ def _moment(inputs: Inputs, name: str, side: int) -> datetime | None:
     value = inputs.one(name)
     if value is None:
         return None
-    span = moments(value)
+    span = moments(with_plus(value) if isinstance(value, str) else value)
     if span is None:
         raise outcome.bad_request(
             f"{name} must be a date or a dateTime, such as 2026-12-01 or 2026-12-01T08:00:00+01:00"

@@ -15,7 +15,7 @@ from typing import Any, Union
 from server.fhir import outcome
 from server.fhir.resources import is_served
 from server.fhir.searchparams import Registry, SearchParam
-from server.fhir.values import date_range, normalize_string, number, split_reference
+from server.fhir.values import date_range, normalize_string, number, split_reference, with_plus
 from server.limits import Limits
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
@@ -361,7 +361,7 @@ def _prefixed(text: str) -> tuple[str, str]:
 
 def date_value(code: str, text: str) -> RangeValue:
     prefix, body = _prefixed(text)
-    span = date_range(body)
+    span = date_range(with_plus(body))
     if span is None:
         raise outcome.bad_request(f"{code}: {text!r} is not a FHIR date")
     return RangeValue(prefix, span[0], span[1])

@@ -137,6 +137,16 @@ def parse_instant(text: object) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
+# `2026-12-05T08:00:00.000 01:00`: a `+` offset sent unencoded in a query string, as some
+# clients (the SAS aggregator among them) do, decodes to a space.
+UNENCODED_PLUS = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:\d{2})$")
+
+
+def with_plus(text: str) -> str:
+    """A dateTime from a query string, its offset's `+` back if it was decoded to a space."""
+    return UNENCODED_PLUS.sub(r"\1+\2", text)
+
+
 def moments(text: object) -> tuple[datetime, datetime] | None:
     """The first and last instants a date, partial dateTime or instant covers, as aware UTC
     datetimes: `2026-12-16` is that whole day (in UTC, the server's zone, unless an offset is

@@ -248,3 +248,12 @@ async def test_pages_never_offer_more_vaccinations_than_doses(client: httpx.Asyn
         page = (await client.get(url.removeprefix("http://test"))).json()
         offered += [m["slot"][0]["reference"] for m in matches(page)]
     assert offered == [f"Slot/{s}" for s in clinic.slots[:2]]
+
+
+async def test_find_reads_an_offset_whose_plus_was_not_encoded(client: httpx.AsyncClient) -> None:
+    practice = await open_practice(client)
+    (slot_id,) = await add_slots(client, practice.consultations, 1)
+    day = TOMORROW.date().isoformat()
+    answer = await client.get(f"/fhir/Appointment/$find?start={day}T00:00:00.000 01:00")
+    assert answer.status_code == 200, answer.text
+    assert [m["slot"][0]["reference"] for m in matches(answer.json())] == [f"Slot/{slot_id}"]

@@ -922,3 +922,14 @@ async def test_invalid_values_are_400_never_500(client: httpx.AsyncClient) -> No
         ("/fhir/Patient", {"_lastUpdated": "gt2026-01-01T25:00:00Z"}),
     ]:
         await bad_request(client, url, params)
+
+
+async def test_an_offset_whose_plus_was_not_encoded_still_reads(client: httpx.AsyncClient) -> None:
+    """`start=ge2030-05-06T09:30:00.000 01:00`, as the SAS aggregator sends it: the space is the
+    `+` of the offset, not a malformed date."""
+    _, schedule = await schedule_for(client)
+    _, late = await slots_at(client, schedule, *hours(0, 2))  # 08:00 and 09:00 UTC
+    encoded = await search(client, "/fhir/Slot", {"start": "ge2030-05-06T09:30:00.000+01:00"})
+    spaced = await client.get("/fhir/Slot?start=ge2030-05-06T09:30:00.000 01:00")
+    assert spaced.status_code == 200, spaced.text
+    assert ids(spaced.json()) == ids(encoded) == [late]  # 09:30+01:00 is 08:30 UTC
