@@ -11,9 +11,12 @@ from datetime import datetime, timedelta
 import httpx
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
 
-from server.api import auth, errors, find, grants, metadata, openapi, rest, scheduling
+from server.api import auth, errors, find, grants, health, metadata, openapi, rest, scheduling
 from server.api.budget import TimeBudget
+from server.api.head import HeadAsGet
+from server.api.request_ids import RequestIds
 from server.audit.queue import AuditQueue
 from server.auth.grants import GrantBook
 from server.auth.tokens import Authority
@@ -23,6 +26,8 @@ from server.scheduling.policy import Policy, utc_now
 from server.store.base import Store
 from server.store.mongo import MongoStore
 from server.store.sqlite import SqliteStore
+
+GZIP_FROM_BYTES = 1024  # smaller answers go as they are
 
 
 def make_store(settings: Settings) -> Store:
@@ -105,7 +110,11 @@ def create_app(
     app.openapi = openapi.document_of(app)  # type: ignore[method-assign]
     errors.install(app)
     app.add_middleware(TimeBudget, seconds=settings.limits.request_seconds)
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_FROM_BYTES)
     _allow_browsers(app, settings)
+    app.add_middleware(HeadAsGet)
+    app.add_middleware(RequestIds)  # outermost: every answer carries one, errors included
+    app.include_router(health.router)
     app.include_router(metadata.router)
     app.include_router(auth.router)  # before rest: `.well-known` is not a resource type
     app.include_router(find.router)  # before rest: `$find` is not a resource id

@@ -331,7 +331,7 @@ class Interactions:
 
     async def conditional_delete(self, tx: Transaction, resource_type: str, query: str) -> Reply:
         resources.check_type(resource_type)
-        _append_only(resource_type, "deleted")
+        _append_only(resource_type, "deleted", "GET, HEAD, POST")
         self._scope(resource_type, "s")
         matches = await self._matching(tx, resource_type, query)
         if len(matches) > 1:
@@ -406,11 +406,12 @@ def _valid(body: Any, resource_type: str, validated: bool) -> dict[str, Any]:
     return resources.validate(body, resource_type)
 
 
-def _append_only(resource_type: str, done: str) -> None:
+def _append_only(resource_type: str, done: str, allow: str = "GET, HEAD") -> None:
     """The audit trail is never rewritten through the API, not even by an admin client."""
     if resource_type in TRAIL_TYPES:
         raise outcome.method_not_allowed(
-            f"{resource_type} is append-only: it cannot be {done} (create a new one instead)"
+            f"{resource_type} is append-only: it cannot be {done} (create a new one instead)",
+            allow,
         )
 
 

@@ -50,7 +50,7 @@ async def metadata(request: Request, settings: SettingsDep) -> Response:
 
 @router.api_route("/metadata", methods=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
 async def metadata_is_read_only() -> Response:
-    raise outcome.method_not_allowed("The CapabilityStatement is read-only: use GET")
+    raise outcome.method_not_allowed("The CapabilityStatement is read-only: use GET", "GET, HEAD")
 
 
 @router.get("/OperationDefinition/{definition_id}")
@@ -67,7 +67,7 @@ async def operation_definition(definition_id: str) -> Response:
     include_in_schema=False,
 )
 async def operation_definition_is_read_only(definition_id: str) -> Response:
-    raise outcome.method_not_allowed("OperationDefinitions are read-only: use GET")
+    raise outcome.method_not_allowed("OperationDefinitions are read-only: use GET", "GET, HEAD")
 
 
 def _security(token_endpoint: str, sandbox: bool, cors: bool) -> dict[str, Any]:

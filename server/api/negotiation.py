@@ -11,7 +11,13 @@ from starlette.responses import Response
 from server.fhir import jsonbody, outcome
 
 FHIR_JSON = "application/fhir+json"
-JSON_TYPES = ("application/fhir+json", "application/json", "application/json-patch+json")
+# `application/json+fhir` is the DSTU2 name of FHIR JSON: older clients still send it.
+JSON_TYPES = (
+    "application/fhir+json",
+    "application/json",
+    "application/json+fhir",
+    "application/json-patch+json",
+)
 XML_HINTS = ("xml",)
 
 
@@ -43,10 +49,24 @@ async def check_accept(request: Request) -> None:
     accept = request.headers.get("accept", "")
     if not accept:
         return
-    ranges = [part.split(";")[0].strip().lower() for part in accept.split(",")]
-    if any(r in ("*/*", "application/*") or "json" in r for r in ranges):
+    if any(r in ("*/*", "application/*") or "json" in r for r in _accepted(accept)):
         return
     raise outcome.not_acceptable(f"Accept {accept!r} is not served; this server speaks {FHIR_JSON}")
+
+
+def _accepted(accept: str) -> list[str]:
+    """The media ranges of an Accept header the client takes at all: `q=0` means "not this"."""
+    ranges = []
+    for part in accept.split(","):
+        media, *parameters = (piece.strip().lower() for piece in part.split(";"))
+        weights = [p.removeprefix("q=") for p in parameters if p.startswith("q=")]
+        try:
+            if weights and float(weights[0]) <= 0:
+                continue
+        except ValueError:
+            continue
+        ranges.append(media)
+    return ranges
 
 
 async def read_json(request: Request, limit: int, media: tuple[str, ...] = JSON_TYPES) -> Any:

@@ -8,6 +8,7 @@ from email.utils import format_datetime
 from typing import Any
 
 from server.store.base import Version
+from server.store.writes import ANY_VERSION
 
 
 @dataclass
@@ -22,9 +23,12 @@ def etag(version: int) -> str:
 
 
 def parse_etag(value: str | None) -> int | None:
-    """The version number in an If-Match value such as `W/"3"`; None when absent."""
+    """The version number in an If-Match value such as `W/"3"`; None when absent;
+    `ANY_VERSION` for `*`."""
     if value is None:
         return None
+    if value.strip() == "*":
+        return ANY_VERSION
     text = value.strip().removeprefix("W/").strip('"')
     return int(text) if text.isdecimal() else -1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Depends, Request
@@ -53,7 +54,7 @@ async def system_history(request: Request, fhir: Fhir) -> Response:
     "/{resource_type}/_history", methods=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
 )
 async def history_is_read_only() -> Response:
-    raise outcome.method_not_allowed("History is read-only: use GET")
+    raise outcome.method_not_allowed("History is read-only: use GET", "GET, HEAD")
 
 
 @router.get("/{resource_type}")
@@ -90,10 +91,27 @@ async def create(
 ) -> Response:
     body = await read_json(request, settings.max_body_bytes)
     async with fhir.transaction() as tx:
-        reply = await fhir.create(
-            tx, resource_type, body, if_none_exist=request.headers.get("if-none-exist")
-        )
+        reply = await fhir.create(tx, resource_type, body, if_none_exist=_condition(request))
     return render(request, reply)
+
+
+FORMAT_PARAMS = ("_format", "_pretty")  # how to answer, not which resource
+
+
+def _condition(request: Request) -> str | None:
+    """A conditional create's criteria: `If-None-Exist`, or the search a client put in the URL
+    (`POST Practitioner?identifier=…`, as fhirpy's `get_or_create` sends it): never ignored,
+    which would create a duplicate. Both at once must agree."""
+    header = request.headers.get("if-none-exist")
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in FORMAT_PARAMS]
+    query = urlencode(kept)
+    if (
+        header
+        and kept
+        and sorted(parse_qsl(header.lstrip("?"), keep_blank_values=True)) != sorted(kept)
+    ):
+        raise outcome.bad_request("If-None-Exist and the URL's search differ: give one of them")
+    return header or query or None
 
 
 @router.put("/{resource_type}")
@@ -128,7 +146,28 @@ async def type_history(resource_type: str, request: Request, fhir: Fhir) -> Resp
 
 @router.get("/{resource_type}/{resource_id}")
 async def read(resource_type: str, resource_id: str, request: Request, fhir: Fhir) -> Response:
-    return render(request, await fhir.read(resource_type, resource_id))
+    reply = await fhir.read(resource_type, resource_id)
+    if reply.status == 200 and unchanged_for(request, reply.headers):
+        kept = {k: v for k, v in reply.headers.items() if k in ("ETag", "Last-Modified")}
+        return Response(status_code=304, headers=kept)
+    return render(request, reply)
+
+
+def unchanged_for(request: Request, headers: dict[str, str]) -> bool:
+    """A conditional read (RFC 9110) the client's copy answers: `If-None-Match` naming the
+    current ETag (or `*`), else `If-Modified-Since` not before the last change."""
+    match = request.headers.get("if-none-match")
+    if match is not None:
+        tags = {tag.strip().removeprefix("W/") for tag in match.split(",")}
+        return "*" in tags or headers.get("ETag", "").removeprefix("W/") in tags
+    since = request.headers.get("if-modified-since")
+    modified = headers.get("Last-Modified")
+    if since is None or modified is None:
+        return False
+    try:
+        return parsedate_to_datetime(modified) <= parsedate_to_datetime(since)
+    except (TypeError, ValueError):
+        return False  # an unreadable date is ignored, as HTTP says
 
 
 @router.put("/{resource_type}/{resource_id}")

@@ -71,8 +71,9 @@ def not_found(message: str) -> FhirError:
     return _error(404, "not-found", message)
 
 
-def method_not_allowed(message: str) -> FhirError:
-    return _error(405, "not-supported", message)
+def method_not_allowed(message: str, allow: str) -> FhirError:
+    """405, with the `Allow` header HTTP requires: the methods the resource does take."""
+    return FhirError(405, [Issue("not-supported", message)], {"Allow": allow})
 
 
 def not_acceptable(message: str) -> FhirError:

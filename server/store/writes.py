@@ -115,13 +115,20 @@ async def delete(
     return tombstone
 
 
+ANY_VERSION = 0  # `If-Match: *`: whichever version is current, so long as one is
+
+
 def check_if_match(current: Version | None, if_match: int | None) -> None:
     if if_match is None:
         return
-    if current is None or current.deleted or current.version != if_match:
+    if (
+        current is None
+        or current.deleted
+        or (if_match != ANY_VERSION and current.version != if_match)
+    ):
         found = "none" if current is None or current.deleted else current.version
         raise outcome.precondition_failed(
-            f"If-Match expects version {if_match}, the current version is {found}"
+            f"If-Match expects version {if_match or 'any'}, the current version is {found}"
         )
 
 
