@@ -13,7 +13,18 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
-from server.api import auth, errors, find, grants, health, metadata, openapi, rest, scheduling
+from server.api import (
+    api_docs,
+    auth,
+    errors,
+    find,
+    grants,
+    health,
+    metadata,
+    openapi,
+    rest,
+    scheduling,
+)
 from server.api.budget import TimeBudget
 from server.api.head import HeadAsGet
 from server.api.request_ids import RequestIds
@@ -103,6 +114,8 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         description="Open, interoperable FHIR R4B scheduling server",
+        docs_url=None,  # served by `api_docs`, without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.policy = make_policy(settings, clock)
@@ -115,6 +128,7 @@ def create_app(
     app.add_middleware(HeadAsGet)
     app.add_middleware(RequestIds)  # outermost: every answer carries one, errors included
     app.include_router(health.router)
+    api_docs.install(app)
     app.include_router(metadata.router)
     app.include_router(auth.router)  # before rest: `.well-known` is not a resource type
     app.include_router(find.router)  # before rest: `$find` is not a resource id

@@ -106,6 +106,8 @@ def document_of(app: FastAPI) -> Callable[[], dict[str, Any]]:
             for path, operations in schema["paths"].items():
                 for method, operation in operations.items():
                     _complete(path, method, operation)
+            for unsent in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(unsent, None)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -116,6 +118,8 @@ def _complete(path: str, method: str, operation: dict[str, Any]) -> None:
     """One operation id per path and method (FastAPI gives a route that answers GET and POST,
     like `$find`, the same id for both), the body it reads, the resource types it serves."""
     operation["operationId"] = f"{operation['operationId']}_{method}"
+    # FastAPI's 422 for its own parameter validation: this server answers 400 OperationOutcome
+    operation.get("responses", {}).pop("422", None)
     for parameter in operation.get("parameters", []):
         if parameter["in"] == "path" and parameter["name"] == "resource_type":
             parameter["schema"] = {"type": "string", "enum": list(SERVED_TYPES)}

@@ -118,3 +118,14 @@ async def test_a_search_in_the_url_of_a_create_is_its_condition(client: httpx.As
         url, json=body, headers={**FHIR_JSON, "If-None-Exist": "identifier=other|1"}
     )
     assert differ.status_code == 400
+
+
+async def test_the_api_docs_work_offline(client: httpx.AsyncClient) -> None:
+    page = await client.get("/docs")
+    assert page.status_code == 200 and "/docs/assets/swagger-ui-bundle.js" in page.text
+    assert "cdn" not in page.text.lower()
+    script = await client.get("/docs/assets/swagger-ui-bundle.js")
+    assert script.status_code == 200 and len(script.content) > 100_000
+    schema = (await client.get("/openapi.json")).json()
+    responses = [op["responses"] for ops in schema["paths"].values() for op in ops.values()]
+    assert not any("422" in r for r in responses)  # FastAPI's, which this server never sends
