@@ -22,6 +22,7 @@ from server.api import (
     health,
     metadata,
     openapi,
+    paging,
     rest,
     scheduling,
 )
@@ -88,6 +89,7 @@ def create_app(
         store = make_store(settings)
         await store.open()
         app.state.store = store
+        app.state.paging_key = await paging.load_key(store)
         authority = make_authority(settings, store, clock, jwks_http)
         audit = app.state.audit = AuditQueue(store, settings.fhir_base, clock)
         tasks = [asyncio.create_task(audit.run(settings.audit_flush_seconds))]

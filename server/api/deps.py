@@ -130,6 +130,7 @@ async def _interactions(
         rules.access,
         rules.trail,
         limits=settings.limits,
+        paging_key=request.app.state.paging_key,
     )
 
 

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from server.api import paging
 from server.api.deps import Rules, StoreDep, strict
 from server.api.inputs import inputs_of
 from server.api.negotiation import check_accept, fhir_response
@@ -56,11 +57,12 @@ async def find(
         raise outcome.bad_request(f"$find does not use {', '.join(unused)} to choose proposals")
     query = _query(inputs)
     includes = [_include(value) for value in inputs.all("_include")]
-    asked = _request(inputs)
+    key: bytes = request.app.state.paging_key
+    after, offset = _cursor(inputs, query, key)
+    asked = _request(inputs, after)
     found = await finding.find(
         store, rules.policy, rules.own_base, asked, rules.access, rules.limits
     )
-    offset = _cursor(inputs)[1]
     entries = [
         {
             "fullUrl": f"urn:uuid:{_uuid(offer)}",
@@ -77,7 +79,7 @@ async def find(
     }
     total = offset + found.left if found.left is not None else None
     if found.next is not None:
-        cursor = _encode(found.next, offset + len(found.offers))
+        cursor = paging.sign(key, _encode(found.next, offset + len(found.offers)), query)
         links["next"] = (
             f"{rules.own_base}/Appointment/$find?{urlencode([*query, ('_cursor', cursor)])}"
         )
@@ -88,7 +90,7 @@ async def find(
     return fhir_response(200, bundle("searchset", entries, total=total, links=links))
 
 
-def _request(inputs: Inputs) -> finding.FindRequest:
+def _request(inputs: Inputs, after: finding.Position | None) -> finding.FindRequest:
     start = _moment(inputs, "start", 0)
     if start is None:
         raise outcome.bad_request("Parameter 'start' is required", "required")
@@ -104,7 +106,7 @@ def _request(inputs: Inputs) -> finding.FindRequest:
         postal_code=inputs.text("address-postalcode"),
         addresses=[str(v) for v in _strings(inputs, "location-string")],
         count=inputs.integer("_count", 50),
-        after=_cursor(inputs)[0],
+        after=after,
         count_all=_total(inputs) == "accurate",
     )
 
@@ -169,13 +171,17 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-def _cursor(inputs: Inputs) -> tuple[finding.Position | None, int]:
-    """The position a `next` link carries, and how many proposals came before it."""
+def _cursor(
+    inputs: Inputs, query: list[tuple[str, str]], key: bytes
+) -> tuple[finding.Position | None, int]:
+    """The position a `next` link carries (signed for this search, `paging`), and how many
+    proposals came before it."""
     text = inputs.text("_cursor")
     if text is None:
         return None, 0
+    raw = paging.verify(key, text, query)
     try:
-        data = json.loads(base64.urlsafe_b64decode(text.encode() + b"=="))
+        data = json.loads(base64.urlsafe_b64decode(raw.encode() + b"=="))
         start = parse_instant(data["at"])
         passed = frozenset(str(p) for p in data["passed"])
         offered = {str(k): max(int(v), 0) for k, v in data.get("offered", {}).items()}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from server.api import paging
 from server.api.replies import Reply, version_reply
 from server.audit.trail import TRAIL_TYPES, Trail
 from server.auth.access import DIRECTORY, Access, forbidden
@@ -44,6 +45,7 @@ class Interactions:
     access: Access
     trail: Trail | None = None
     limits: Limits = field(default_factory=Limits)
+    paging_key: bytes = b""  # signs the cursors of `next`/`previous` links (`paging`)
 
     @asynccontextmanager
     async def transaction(self, interaction: str | None = None) -> AsyncIterator[Transaction]:
@@ -93,6 +95,8 @@ class Interactions:
         resources.check_type(resource_type)
         self._scope(resource_type, "s")
         request = self.parser(strict).parse(resource_type, params)
+        if request.cursor is not None:
+            request.cursor = paging.verify(self.paging_key, request.cursor, params)
         result = await searching.search(reader or self.store, request, self.base, self.access)
         return Reply(200, self._searchset(request, result, params, self_url))
 
@@ -123,7 +127,8 @@ class Interactions:
         base_query = [(k, v) for k, v in params if k != "_cursor"]
         for relation, cursor in (("next", page.next_cursor), ("previous", page.previous_cursor)):
             if cursor:
-                links[relation] = _link(self.base, request.resource_type, base_query, cursor)
+                signed = paging.sign(self.paging_key, cursor, base_query)
+                links[relation] = _link(self.base, request.resource_type, base_query, signed)
         total = page.total if request.total != "none" else None
         return bundle("searchset", entries, total=total, links=links)
 
@@ -153,8 +158,11 @@ class Interactions:
             if span is None:
                 raise outcome.bad_request(f"_since {options['_since']!r} is not an instant")
             since = span[0]
+        cursor = options.get("_cursor")
+        if cursor is not None:
+            cursor = paging.verify(self.paging_key, cursor, params)
         found = await self.store.history(
-            resource_type, resource_id, since=since, count=count, cursor=options.get("_cursor")
+            resource_type, resource_id, since=since, count=count, cursor=cursor
         )
         entries = [
             history_entry(v.type, v.id, v.version, v.last_updated, v.method, v.body, self.base)
@@ -163,7 +171,8 @@ class Interactions:
         links = {"self": self_url}
         if found.next_cursor:
             path = "/".join(p for p in (resource_type, resource_id) if p)
-            query = [(k, v) for k, v in params if k != "_cursor"] + [("_cursor", found.next_cursor)]
+            query = [(k, v) for k, v in params if k != "_cursor"]
+            query.append(("_cursor", paging.sign(self.paging_key, found.next_cursor, query)))
             links["next"] = f"{self.base}/{path + '/' if path else ''}_history?{urlencode(query)}"
         return Reply(200, bundle("history", entries, links=links))
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -933,3 +935,28 @@ async def test_an_offset_whose_plus_was_not_encoded_still_reads(client: httpx.As
     spaced = await client.get("/fhir/Slot?start=ge2030-05-06T09:30:00.000 01:00")
     assert spaced.status_code == 200, spaced.text
     assert ids(spaced.json()) == ids(encoded) == [late]  # 09:30+01:00 is 08:30 UTC
+
+
+async def test_a_cursor_changed_or_moved_to_another_search_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    """`next` links are signed for their search: a forged position, or the cursor of one search
+    sent with another, is 400, never a page nobody asked for."""
+    _, schedule = await schedule_for(client)
+    await slots_at(client, schedule, *hours(0, 5))
+    first = await search(client, "/fhir/Slot", {"status": "free", "_count": "2"})
+    url = link(first, "next") or ""
+    assert (await client.get(url)).status_code == 200
+    signed = dict(parse_qsl(urlsplit(url).query))["_cursor"]
+    position, mac = signed.split(".")
+    forged = base64.urlsafe_b64encode(b'{"after":1}').decode().rstrip("=")
+    for params in (
+        {"status": "free", "_count": "2", "_cursor": f"{forged}.{mac}"},
+        {"status": "busy", "_count": "2", "_cursor": signed},
+        {"status": "free", "_count": "2", "_cursor": position},
+    ):
+        answer = await client.get("/fhir/Slot", params=params)
+        assert answer.status_code == 400, params
+        assert answer.json()["resourceType"] == "OperationOutcome"
+    history = await client.get(f"/fhir/{ref(schedule)}/_history", params={"_count": "1"})
+    assert history.status_code == 200
