@@ -26,6 +26,7 @@ from server.api import (
     rest,
     scheduling,
 )
+from server.api.access_log import AccessLog
 from server.api.budget import TimeBudget
 from server.api.head import HeadAsGet
 from server.api.request_ids import RequestIds
@@ -128,6 +129,8 @@ def create_app(
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_FROM_BYTES)
     _allow_browsers(app, settings)
     app.add_middleware(HeadAsGet)
+    if settings.access_log:
+        app.add_middleware(AccessLog)
     app.add_middleware(RequestIds)  # outermost: every answer carries one, errors included
     app.include_router(health.router)
     api_docs.install(app)

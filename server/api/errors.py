@@ -36,7 +36,9 @@ AUDITED_ALWAYS = (401, 403, 409)  # refusals audited even on reads
 
 
 async def _fhir_error(request: Request, error: FhirError) -> Response:
-    _audit(request, error.status, error.issues[0].diagnostics if error.issues else None)
+    reason = error.issues[0].diagnostics if error.issues else None
+    request.state.refusal = (reason or "")[:200]  # for the access log
+    _audit(request, error.status, reason)
     return fhir_response(error.status, error.outcome(), headers=error.headers or None)
 
 

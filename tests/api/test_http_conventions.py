@@ -5,9 +5,15 @@ gzip, and a conditional create whose search is in the URL."""
 from __future__ import annotations
 
 import gzip
+import logging
+import re
+from dataclasses import replace
 
 import httpx
+import pytest
 
+from server.app import create_app
+from server.config import Settings
 from tests.factories import FHIR_JSON, create, make_practitioner, ref
 
 
@@ -129,3 +135,21 @@ async def test_the_api_docs_work_offline(client: httpx.AsyncClient) -> None:
     schema = (await client.get("/openapi.json")).json()
     responses = [op["responses"] for ops in schema["paths"].values() for op in ops.values()]
     assert not any("422" in r for r in responses)  # FastAPI's, which this server never sends
+
+
+async def test_the_access_log_line(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    """With `--access-log`: the request id, method, path, status, time and a refusal's reason."""
+    caplog.set_level(logging.INFO, logger="uvicorn.error.access")
+    app = create_app(replace(settings, access_log=True, sandbox=True))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            await http.get("/fhir/Nothing/1", headers={"X-Request-ID": "trace-7"})
+            await http.get("/fhir/metadata", headers={"X-Request-ID": "trace-8"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "uvicorn.error.access"]
+    refused = next(line for line in lines if line.startswith("trace-7 "))
+    assert refused.startswith("trace-7 GET /fhir/Nothing/1 404 ") and "not served" in refused
+    assert re.match(
+        r"^trace-8 GET /fhir/metadata 200 [0-9.]+ ms$",
+        next(line for line in lines if line.startswith("trace-8 ")),
+    )
