@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import shutil
@@ -46,6 +45,9 @@ from rest import (
     server_cpu_seconds,
     start_server,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.live import registered_client
 
 SCHEDULES = 20
 MODES = ("auth off (sandbox)", "admin token", "booking app token")
@@ -109,24 +111,8 @@ def client_of(port: int, token: str | None) -> httpx.AsyncClient:
 def register(folder: Path, port: int, *options: str) -> dict[str, str]:
     """A client registered with `creneau clients create`, with a token from `creneau token`
     (for the server on `port`: the token names it as issuer and audience)."""
-    env = {**ENV, "CRENEAU_PORT": str(port)}
-    creneau = str(Path(sys.executable).parent / "creneau")
-    store = ["--data-dir", str(folder)]
-    made = subprocess.run(
-        [creneau, "clients", "create", "--name", f"bench {options}", *options, *store],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-    )
-    client_id = json.loads(made.stdout)["client_id"]
-    token = subprocess.run(
-        [creneau, "token", "--client", client_id, *store],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-    ).stdout.strip()
+    name = f"bench {options}"
+    client_id, token = registered_client(folder, str(port), name, *options, env=ENV)
     return {"client_id": client_id, "token": token}
 
 

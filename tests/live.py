@@ -75,22 +75,24 @@ def _answers(base: str) -> bool:
 def admin_token(data_dir: Path, base: str) -> str:
     """An admin client registered with `creneau clients create` and a token from `creneau token`,
     on the store of the live server at `base`, as an operator would get them."""
+    _, token = registered_client(data_dir, base.rsplit(":", 1)[1], "operator", "--admin")
+    return token
+
+
+def registered_client(
+    data_dir: Path, port: str, name: str, *options: str, env: dict[str, str] | None = None
+) -> tuple[str, str]:
+    """(client_id, access token) of a client made with `creneau clients create NAME OPTIONS`,
+    its token from `creneau token`, for the server on `port` (its issuer and audience)."""
     creneau = str(Path(sys.executable).parent / "creneau")
-    env = {**os.environ, "CRENEAU_PORT": base.rsplit(":", 1)[1]}
+    env = {**(env or os.environ), "CRENEAU_PORT": port}
     store = ["--data-dir", str(data_dir)]
-    made = subprocess.run(
-        [creneau, "clients", "create", "--name", "operator", "--admin", *store],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-    )
-    client_id = json.loads(made.stdout)["client_id"]
-    token = subprocess.run(
-        [creneau, "token", "--client", client_id, *store],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-    )
-    return token.stdout.strip()
+
+    def run(*arguments: str) -> str:
+        done = subprocess.run(
+            [creneau, *arguments, *store], capture_output=True, text=True, check=True, env=env
+        )
+        return done.stdout
+
+    client_id: str = json.loads(run("clients", "create", "--name", name, *options))["client_id"]
+    return client_id, run("token", "--client", client_id).strip()
