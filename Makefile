@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test bench lint clean
+.PHONY: serve test nginx bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,22 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(BIN)/creneau serve --fixtures --sandbox
 
-test: $(STAMP)
+test: $(STAMP) nginx
 	$(BIN)/python -m pytest -q
+
+# tests/api/test_tls_proxy.py runs its own nginx (Debian's package) in front of the server.
+# Installed once, when absent; the system service is kept from starting (policy-rc.d) and from
+# starting at boot, so nothing listens on port 80 or 443.
+AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || $(AS_ROOT) sh -euc ' \
+	  if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; \
+	    trap "rm -f /usr/sbin/policy-rc.d" EXIT; \
+	  fi; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx; \
+	  if [ -d /run/systemd/system ]; then systemctl disable --now --quiet nginx; fi'
 
 bench: $(STAMP)
 	$(BIN)/python bench/rest.py

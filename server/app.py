@@ -16,6 +16,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from server.api import (
     api_docs,
     auth,
+    conformance,
     errors,
     find,
     grants,
@@ -34,6 +35,7 @@ from server.audit.queue import AuditQueue
 from server.auth.grants import GrantBook
 from server.auth.tokens import Authority
 from server.config import Settings
+from server.fhir import conformance as definitions
 from server.scheduling import expiry
 from server.scheduling.policy import Policy, utc_now
 from server.store.base import Store
@@ -58,6 +60,12 @@ def make_policy(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         clock=clock,
         national_identifier_systems=frozenset(s.strip() for s in systems if s.strip()),
     )
+
+
+def load_conformance(settings: Settings) -> definitions.Conformance:
+    """The conformance resources: ours, the core ones and the configured packages (once)."""
+    packages = tuple(p.strip() for p in settings.ig_packages.split(",") if p.strip())
+    return definitions.load(packages)
 
 
 def make_authority(
@@ -123,6 +131,7 @@ def create_app(
     app.state.settings = settings
     app.state.policy = make_policy(settings, clock)
     app.state.grants = GrantBook()
+    app.state.conformance = load_conformance(settings)
     app.openapi = openapi.document_of(app)  # type: ignore[method-assign]
     errors.install(app)
     app.add_middleware(TimeBudget, seconds=settings.limits.request_seconds)
@@ -135,6 +144,7 @@ def create_app(
     app.include_router(health.router)
     api_docs.install(app)
     app.include_router(metadata.router)
+    app.include_router(conformance.router)  # before rest: these types are not stored
     app.include_router(auth.router)  # before rest: `.well-known` is not a resource type
     app.include_router(find.router)  # before rest: `$find` is not a resource id
     app.include_router(scheduling.router)

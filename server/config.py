@@ -7,11 +7,13 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from server.fhir.conformance import DEFAULT_PACKAGES
 from server.limits import Limits, limits_from_env, limits_to_env
 from server.scheduling import national_identifiers
 from server.scheduling.vocabulary import DEFAULT_VACCINATION_CODES
 
 NATIONAL_IDENTIFIER_SYSTEMS = "CRENEAU_NATIONAL_IDENTIFIER_SYSTEMS"
+IG_PACKAGES = "CRENEAU_IG_PACKAGES"
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class Settings:
     audit_reads: bool = False  # an AuditEvent for every read and search too (off: writes only)
     audit_flush_seconds: float = 1.0  # how often queued AuditEvents (refusals, reads) are written
     limits: Limits = field(default_factory=Limits)  # CRENEAU_LIMIT_*, see docs/limits.md
+    # FHIR packages served as conformance resources: folders or .tgz files, comma-separated
+    ig_packages: str = ",".join(DEFAULT_PACKAGES)
 
     @property
     def fhir_base(self) -> str:
@@ -58,6 +62,7 @@ class Settings:
             "CRENEAU_ACCESS_LOG": "1" if self.access_log else "",
             "CRENEAU_VACCINATION_CODES": self.vaccination_codes,
             NATIONAL_IDENTIFIER_SYSTEMS: self.national_identifier_systems,
+            IG_PACKAGES: self.ig_packages,
             "CRENEAU_SANDBOX": "1" if self.sandbox else "",
             "CRENEAU_TOKEN_SECONDS": str(self.token_seconds),
             "CRENEAU_KEY_ROTATION_SECONDS": str(self.key_rotation_seconds),
@@ -101,6 +106,8 @@ class Settings:
                 overrides[name] = convert(value)
         if NATIONAL_IDENTIFIER_SYSTEMS in env:  # set empty, it turns the rule off
             overrides["national_identifier_systems"] = env[NATIONAL_IDENTIFIER_SYSTEMS]
+        if IG_PACKAGES in env:  # set empty, no package is loaded
+            overrides["ig_packages"] = env[IG_PACKAGES]
         return replace(settings, limits=limits_from_env(env), **overrides)  # type: ignore[arg-type]
 
 

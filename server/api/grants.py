@@ -119,6 +119,7 @@ def _grant_of(inputs: Inputs, owner: str) -> grants.Grant:
         owner=owner,
         client=inputs.text("client", required=True) or "",
         access=frozenset(str(a) for a in inputs.all("access")),
+        audience=frozenset(str(a) for a in inputs.all("audience")),
         quota=quota,
         start=grants.bound((period or {}).get("start"), 0),
         end=grants.bound((period or {}).get("end"), 1),

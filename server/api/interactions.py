@@ -252,6 +252,12 @@ class Interactions:
             raise outcome.bad_request("The resource id differs from the one the condition found")
         if not matches and given_id is None:
             return await self.create(tx, resource_type, body, validated=validated)
+        if not matches and await self._taken(tx, resource_type, str(given_id)):
+            # FHIR: no match, and the id given names another resource: 409, never overwrite it
+            raise outcome.conflict(
+                f"No {resource_type} matches the condition, and {resource_type}/{given_id} "
+                "is another resource: its id may not be reused"
+            )
         target = matches[0].id if matches else str(given_id)
         return await self.update(
             tx,
@@ -261,6 +267,12 @@ class Interactions:
             if_match=if_match,
             validated=validated,
         )
+
+    @staticmethod
+    async def _taken(tx: Transaction, resource_type: str, resource_id: str) -> bool:
+        """A live resource has this id (a deleted one's id may be created again)."""
+        current = await tx.current(resource_type, resource_id)
+        return current is not None and current.body is not None
 
     async def patch(
         self,

@@ -1,9 +1,8 @@
 """GET /fhir/metadata: the CapabilityStatement, generated from what is really implemented —
 the served types, the interactions the routes answer, every search parameter the registry
-loaded from the official definitions and the operations on each type.
-
-GET /fhir/OperationDefinition/{id}: the definitions of those operations, read-only (they are
-files under `profiles/operations/`, not stored resources)."""
+loaded (the official definitions, ours, the IG packages'), the operations on each type, the
+loaded profiles of each type, the conformance resources served read-only
+(`server.api.conformance`), the IGs loaded and the IG requirements it meets (`instantiates`)."""
 
 from __future__ import annotations
 
@@ -14,12 +13,14 @@ from fastapi import APIRouter, Depends, Request
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from starlette.responses import Response
 
+from server.api import conformance as served_conformance
 from server.api.deps import SettingsDep
 from server.api.negotiation import check_accept, fhir_response
-from server.fhir import operations, outcome
+from server.fhir import conformance, operations, outcome
+from server.fhir.conformance import Conformance
 from server.fhir.resources import SERVED_TYPES
 from server.fhir.search import MODIFIERS
-from server.fhir.searchparams import registry
+from server.fhir.searchparams import expression_for, registry
 
 router = APIRouter(prefix="/fhir", dependencies=[Depends(check_accept)])
 INTERACTIONS = (
@@ -43,7 +44,11 @@ OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-u
 async def metadata(request: Request, settings: SettingsDep) -> Response:
     token_endpoint = request.app.state.authority.token_endpoint
     statement = capability_statement(
-        settings.fhir_base, token_endpoint, settings.sandbox, bool(settings.cors_origins)
+        settings.fhir_base,
+        token_endpoint,
+        request.app.state.conformance,
+        settings.sandbox,
+        bool(settings.cors_origins),
     )
     return fhir_response(200, statement)
 
@@ -51,23 +56,6 @@ async def metadata(request: Request, settings: SettingsDep) -> Response:
 @router.api_route("/metadata", methods=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
 async def metadata_is_read_only() -> Response:
     raise outcome.method_not_allowed("The CapabilityStatement is read-only: use GET", "GET, HEAD")
-
-
-@router.get("/OperationDefinition/{definition_id}")
-async def operation_definition(definition_id: str) -> Response:
-    definition = operations.get(definition_id)
-    if definition is None:
-        raise outcome.not_found(f"OperationDefinition/{definition_id[:80]} is not known here")
-    return fhir_response(200, definition)
-
-
-@router.api_route(
-    "/OperationDefinition/{definition_id}",
-    methods=["POST", "PUT", "PATCH", "DELETE"],
-    include_in_schema=False,
-)
-async def operation_definition_is_read_only(definition_id: str) -> Response:
-    raise outcome.method_not_allowed("OperationDefinitions are read-only: use GET", "GET, HEAD")
 
 
 def _security(token_endpoint: str, sandbox: bool, cors: bool) -> dict[str, Any]:
@@ -96,9 +84,10 @@ def _oauth_uris(token_endpoint: str) -> dict[str, Any]:
 
 @cache
 def capability_statement(
-    base: str, token_endpoint: str, sandbox: bool = False, cors: bool = False
+    base: str, token_endpoint: str, loaded: Conformance, sandbox: bool = False, cors: bool = False
 ) -> dict[str, Any]:
-    statement = {
+    """`loaded`: the conformance resources of this server (`app.state.conformance`)."""
+    statement: dict[str, Any] = {
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": "2026-11-22",
@@ -113,7 +102,8 @@ def capability_statement(
             {
                 "mode": "server",
                 "security": _security(token_endpoint, sandbox, cors),
-                "resource": [_resource(t) for t in SERVED_TYPES],
+                "resource": [_resource(t, loaded) for t in SERVED_TYPES]
+                + [served_conformance.capability(t) for t in conformance.SERVED],
                 "interaction": [
                     {"code": "transaction"},
                     {"code": "batch"},
@@ -122,11 +112,17 @@ def capability_statement(
             }
         ],
     }
+    guides = [p["guide"] for p in loaded.packages() if p["guide"]]
+    if guides:
+        statement["implementationGuide"] = guides
+    instantiated = instantiates(statement, loaded)
+    if instantiated:
+        statement["instantiates"] = instantiated
     CapabilityStatement.model_validate(statement)
     return statement
 
 
-def _resource(resource_type: str) -> dict[str, Any]:
+def _resource(resource_type: str, loaded: Conformance) -> dict[str, Any]:
     params = registry().of(resource_type)
     reverse = sorted(
         f"{other}:{code}"
@@ -157,6 +153,9 @@ def _resource(resource_type: str) -> dict[str, Any]:
             for code, p in sorted(params.items())
         ],
     }
+    profiles = loaded.profiles_for(resource_type)
+    if profiles:
+        resource["supportedProfile"] = profiles
     declared = operations.for_type(resource_type)
     if declared:
         resource["operation"] = [{"name": d["code"], "definition": d["url"]} for d in declared]
@@ -167,3 +166,101 @@ def _interactions(resource_type: str) -> tuple[str, ...]:
     if resource_type in APPEND_ONLY:
         return tuple(c for c in INTERACTIONS if c not in ("update", "patch", "delete"))
     return INTERACTIONS
+
+
+EXPECTATION = "http://hl7.org/fhir/StructureDefinition/capabilitystatement-expectation"
+OPTIONAL = ("SHOULD", "MAY", "SHOULD-NOT")
+PARSER_PARAMS = ("_has",)  # handled by the search parser itself, no SearchParameter behind it
+
+
+def instantiates(statement: dict[str, Any], loaded: Conformance) -> list[str]:
+    """The canonicals of the loaded requirements CapabilityStatements (an IG's) whose server
+    side `statement` meets: each rest interaction they require is ours, and for each resource
+    they name, the type is served with their profiles among its `supportedProfile`, and each
+    interaction, search parameter, `_include`, `_revinclude` and operation they require is in
+    `statement`. An item marked SHOULD or MAY is not required. A search parameter is met by the
+    same definition url, or by one of ours with the same code, type and expression: the SAS
+    IG's `slot-sp-start` restates core Slot `start`. Of the SAS IG 1.1.0 that is the five
+    agenda-manager statements (SAS-GestionnaireAgenda-CPTS, -PsIndiv, -SOS, -RDVSOS,
+    -RDVpsindiv) and SAS-GestionnaireStructure; the SAS-Consommateur ones are for clients."""
+    ours = statement["rest"][0]
+    met = []
+    for required in loaded.of_type("CapabilityStatement"):
+        servers = [r for r in required.get("rest", []) if r.get("mode") == "server"]
+        kind = required.get("kind")
+        if kind == "requirements" and servers and all(_meets(ours, r, loaded) for r in servers):
+            met.append(required["url"])
+    return met
+
+
+def _meets(ours: dict[str, Any], required: dict[str, Any], loaded: Conformance) -> bool:
+    codes = {i["code"] for i in ours["interaction"]}
+    by_type = {r["type"]: r for r in ours["resource"]}
+    return all(i["code"] in codes for i in _shall(required.get("interaction", []))) and all(
+        r["type"] in by_type and _meets_resource(by_type, r, loaded)
+        for r in _shall(required.get("resource", []))
+    )
+
+
+def _meets_resource(
+    by_type: dict[str, dict[str, Any]], required: dict[str, Any], loaded: Conformance
+) -> bool:
+    ours = by_type[required["type"]]
+    codes = {i["code"] for i in ours["interaction"]}
+    operations_met = {o["definition"] for o in ours.get("operation", [])}
+    profiles = [required["profile"]] if "profile" in required else []
+    includes = required.get("searchInclude", []) + required.get("searchRevInclude", [])
+    return (
+        all(
+            p in ours.get("supportedProfile", [])
+            for p in profiles + required.get("supportedProfile", [])
+        )
+        and all(i["code"] in codes for i in _shall(required.get("interaction", [])))
+        and all(
+            _param_met(ours["type"], p, loaded) for p in _shall(required.get("searchParam", []))
+        )
+        and all(_include_met(by_type, text) for text in includes)
+        and all(o["definition"] in operations_met for o in _shall(required.get("operation", [])))
+    )
+
+
+def _shall(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items a requirements statement does require (no SHOULD or MAY expectation)."""
+    return [
+        item
+        for item in items
+        if not any(
+            e.get("url") == EXPECTATION and e.get("valueCode") in OPTIONAL
+            for e in item.get("extension", [])
+        )
+    ]
+
+
+def _param_met(resource_type: str, required: dict[str, Any], loaded: Conformance) -> bool:
+    if required.get("name") in PARSER_PARAMS:
+        return True
+    url = required.get("definition", "")
+    if any(p.url == url for p in registry().of(resource_type).values()):
+        return True
+    definition = loaded.by_url(url) if url else None
+    if definition is None or definition["resourceType"] != "SearchParameter":
+        return False
+    mine = registry().get(resource_type, definition.get("code", ""))
+    return (
+        mine is not None
+        and mine.type == definition.get("type")
+        and mine.expression
+        == expression_for(definition.get("expression", ""), resource_type, definition["base"])
+    )
+
+
+def _include_met(by_type: dict[str, dict[str, Any]], text: str) -> bool:
+    """`Source:code` or `Source:code:Target`, as our `searchInclude` of Source has it."""
+    source, _, rest = text.partition(":")
+    code, _, target = rest.partition(":")
+    param = registry().get(source, code)
+    return (
+        f"{source}:{code}" in by_type.get(source, {}).get("searchInclude", [])
+        and param is not None
+        and (not target or not param.targets or target in param.targets)
+    )

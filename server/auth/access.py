@@ -3,6 +3,8 @@
     kind of resource       a non-admin client sees it when
     directory              always (Practitioner, Organization, Location, ...: public facts)
     Schedule, Slot         an owner is the client's own, or granted it discover, book or manage
+                             (a Slot also: published for the public or an audience the owner's
+                             grant says the client acts for, see `audiences`)
     Appointment, Patient,  the client booked or created it, or an owner is its own or granted
       Communication          it manage
     trail and ledger       an owner is its own or granted it manage (AuditEvent, Provenance,
@@ -18,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.auth import labelling, labels, owners
+from server.auth import audiences, labelling, labels, owners
 from server.auth.caller import Caller
 from server.auth.grants import Grant
 from server.fhir import outcome
@@ -53,6 +55,7 @@ class Access:
     book: frozenset[str] = frozenset()  # ... and book grants
     discover: frozenset[str] = frozenset()  # ... and discover grants, to it or to everyone
     quotas: dict[str, int] = field(default_factory=dict)  # owner -> bookings a day
+    acts_for: dict[str, frozenset[str]] = field(default_factory=dict)  # owner -> audiences
 
     @classmethod
     def of(cls, caller: Caller, grants: list[Grant], now: str) -> Access:
@@ -65,7 +68,8 @@ class Access:
         manage = caller.owners | granted("manage", mine)
         book = manage | granted("book", mine)
         quotas = {g.owner: g.quota for g in mine if g.quota is not None}
-        return cls(caller, manage, book, book | granted("discover", live), quotas)
+        acts_for = {g.owner: g.audience for g in mine if g.audience}
+        return cls(caller, manage, book, book | granted("discover", live), quotas, acts_for)
 
     @property
     def admin(self) -> bool:
@@ -81,6 +85,9 @@ class Access:
         """The condition a search of this type gets; None when nothing is hidden."""
         if self.admin or resource_type in DIRECTORY:
             return None
+        if resource_type == "Slot":
+            visible = audiences.visible_codes(self.discover, self.acts_for)
+            return labels.match(self.manage, audience_codes=tuple(visible))
         if resource_type in DISCOVERABLE:
             return labels.match(self.discover)
         if resource_type in PERSONAL:
@@ -99,6 +106,11 @@ class Access:
         if self.admin or resource_type in DIRECTORY:
             return True
         owner_refs = labels.owners(body)
+        if resource_type == "Slot":
+            visible = audiences.visible_codes(self.discover, self.acts_for)
+            return bool(owner_refs & self.manage) or bool(
+                labels.owner_audiences(body) & set(visible)
+            )
         if resource_type in DISCOVERABLE:
             return bool(owner_refs & self.discover)
         if resource_type in PERSONAL:

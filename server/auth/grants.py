@@ -2,7 +2,8 @@
 
 A grant is stored as a FHIR `Basic` resource (code `client-grant`): `subject` is the owner
 (Organization or Practitioner), `identifier` names the client (`*` for every client), and the
-`client-grant` extension holds the access codes, the daily quota and the period. Basic, because
+`client-grant` extension holds the access codes, the audiences the client acts for (see
+`audiences`), the daily quota and the period. Basic, because
 R4B has no resource for an owner's permission to an app (R5 Permission is one; R4B Consent
 requires a patient). Revoking deletes the grant: its history keeps what it was.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from server.auth import audiences
 from server.fhir import outcome
 from server.fhir.search import Match, ReferenceValue, TokenValue
 from server.fhir.values import date_range
@@ -39,6 +41,7 @@ class Grant:
     quota: int | None = None
     start: str | None = None  # instants, inclusive
     end: str | None = None
+    audience: frozenset[str] = frozenset()  # besides the public: PRO, SNP, CPTS
 
     def live(self, now: str) -> bool:
         return (self.start is None or self.start <= now) and (self.end is None or now < self.end)
@@ -47,6 +50,7 @@ class Grant:
         parts: list[dict[str, Any]] = [
             {"url": "access", "valueCode": a} for a in sorted(self.access)
         ]
+        parts += [{"url": "audience", "valueCode": a} for a in sorted(self.audience)]
         if self.quota is not None:
             parts.append({"url": "quota", "valueInteger": self.quota})
         if self.start or self.end:
@@ -85,6 +89,7 @@ def from_basic(body: dict[str, Any]) -> Grant | None:
         owner=owner,
         client=client,
         access=frozenset(p["valueCode"] for p in parts if p.get("url") == "access"),
+        audience=frozenset(p["valueCode"] for p in parts if p.get("url") == "audience"),
         quota=quota,
         start=bound(period.get("start"), 0),
         end=bound(period.get("end"), 1),
@@ -161,6 +166,10 @@ def check(grant: Grant) -> None:
         raise outcome.bad_request(f"access is one or more of {', '.join(ACCESS)}")
     if grant.client == EVERYONE and grant.access != {"discover"}:
         raise outcome.bad_request("Only discover may be granted to every client (*)")
+    if not grant.audience <= audiences.CODES - {audiences.PUBLIC}:
+        raise outcome.bad_request("audience is one or more of PRO, SNP, CPTS (apps act for PUBLIC)")
+    if grant.client == EVERYONE and grant.audience:
+        raise outcome.bad_request("An audience is granted to one client, not to every client")
     if grant.quota is not None and grant.quota < 0:
         raise outcome.bad_request("quota is a number of bookings per day, 0 or more")
     if grant.start and grant.end and grant.end <= grant.start:

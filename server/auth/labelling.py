@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.auth import labels, owners
+from server.auth import audiences, labels, owners
 from server.store import writes
 from server.store.base import Reader, Transaction, Version
 
@@ -24,7 +24,8 @@ async def label(
     found = await _derive(reader, kind, previous, body, creator, own_base)
     if found is None:
         return labels.with_labels(body, frozenset(), frozenset())
-    return labels.with_labels(body, *found)
+    published_for = audiences.of_slot(body) if kind == "Slot" else frozenset()
+    return labels.with_labels(body, *found, published_for)
 
 
 async def _derive(

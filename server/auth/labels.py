@@ -4,18 +4,20 @@ Two code systems of ours: `owner` (an Organization or Practitioner, as `Type/id`
 the resource belongs to) and `client` (the app that booked or created it). The server computes
 them on every write and replaces whatever a client sent under these systems, so a client cannot
 forge access. Stored in the resource, they are indexed by the standard `_security` search
-parameter: that is how a search is filtered in the store query itself, on both stores.
+parameter: that is how a search is filtered in the store query itself, on both stores. A Slot
+also carries `owner-audience` labels: whom each owner published it for (see `audiences`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from server.auth import audiences
 from server.fhir.search import Match, TokenValue
 
 OWNER = "https://fhir.creneau.org/CodeSystem/owner"
 CLIENT = "https://fhir.creneau.org/CodeSystem/client"
-OURS = frozenset({OWNER, CLIENT})
+OURS = frozenset({OWNER, CLIENT, audiences.LABEL})
 NOBODY = "-"  # an owner code no resource carries: a filter that matches nothing
 
 Body = dict[str, Any]
@@ -36,12 +38,24 @@ def clients(body: Body | None) -> frozenset[str]:
     return of(body, CLIENT)
 
 
-def with_labels(body: Body, owner_refs: frozenset[str], client_ids: frozenset[str]) -> Body:
-    """The body with exactly these access labels (and the client's other labels kept)."""
+def owner_audiences(body: Body | None) -> frozenset[str]:
+    return of(body, audiences.LABEL)
+
+
+def with_labels(
+    body: Body,
+    owner_refs: frozenset[str],
+    client_ids: frozenset[str],
+    published_for: frozenset[str] = frozenset(),
+) -> Body:
+    """The body with exactly these access labels (and the client's other labels kept);
+    `published_for`, a Slot's audiences, labelled per owner."""
     meta = dict(body.get("meta", {}))
     kept = [c for c in meta.get("security", []) if c.get("system") not in OURS]
     ours = [{"system": OWNER, "code": o} for o in sorted(owner_refs)]
     ours += [{"system": CLIENT, "code": c} for c in sorted(client_ids)]
+    codes = audiences.label_codes(owner_refs, published_for)
+    ours += [{"system": audiences.LABEL, "code": c} for c in codes]
     if kept or ours:
         meta["security"] = kept + ours
     else:
@@ -49,8 +63,13 @@ def with_labels(body: Body, owner_refs: frozenset[str], client_ids: frozenset[st
     return {**body, "meta": meta}
 
 
-def match(owner_refs: frozenset[str], client_ids: frozenset[str] = frozenset()) -> Match:
-    """A search condition: labelled with any of these owners or clients."""
+def match(
+    owner_refs: frozenset[str],
+    client_ids: frozenset[str] = frozenset(),
+    audience_codes: tuple[str, ...] = (),
+) -> Match:
+    """A search condition: labelled with any of these owners, clients or owner audiences."""
     values = [TokenValue(OWNER, o) for o in sorted(owner_refs)]
     values += [TokenValue(CLIENT, c) for c in sorted(client_ids)]
+    values += [TokenValue(audiences.LABEL, c) for c in audience_codes]
     return Match("_security", "token", None, tuple(values or [TokenValue(OWNER, NOBODY)]))

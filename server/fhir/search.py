@@ -28,7 +28,7 @@ MODIFIERS = {
     "quantity": {"missing"},
     "uri": {"missing", "below", "above"},
 }
-DEFAULT_COUNT = 50
+DEFAULT_COUNT = 200  # a page without _count: a few practitioners' next three days (SAS)
 IGNORED = {"_format", "_pretty"}
 INCLUDES = ("_include", "_include:iterate", "_revinclude", "_revinclude:iterate")
 # Result parameters: their values are not search values (commas in `_sort` and `_elements`

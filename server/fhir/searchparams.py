@@ -8,6 +8,7 @@ cover several base types; here each is split per served type and compiled once w
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,12 +19,14 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhirpathpy import compile as compile_fhirpath
 from fhirpathpy.models import models
 
+from server.fhir import conformance
 from server.fhir.resources import PROFILES, SERVED_TYPES
 
 SUPPORTED_TYPES = frozenset({"token", "string", "date", "reference", "number", "quantity", "uri"})
 # `resolve()` needs a store; for indexing, a reference's declared type is what it resolves to.
 RESOLVE_IS = re.compile(r"\.where\(resolve\(\) is (\w+)\)")
 FHIRPATH_MODEL = models["r4"]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,9 @@ def expression_for(expression: str, resource_type: str, bases: list[str]) -> str
     parts = [part.strip() for part in expression.split(" | ")]
     if bases and bases[0] in ("Resource", "DomainResource"):
         parts = [resource_type + part.strip().removeprefix(bases[0]) for part in parts]
+    # An IG may start at the resource's first element (`serviceType.extension…`), as FHIRPath
+    # allows: the context is the resource.
+    parts = [f"{resource_type}.{p}" if p[:1].islower() else p for p in parts]
     own = [p for p in parts if p.startswith((f"{resource_type}.", f"({resource_type}."))]
     if not own:
         return None
@@ -66,7 +72,12 @@ def expression_for(expression: str, resource_type: str, bases: list[str]) -> str
 
 @cache
 def registry() -> Registry:
-    """The official definitions, then ours (`profiles/SearchParameter-*.json`)."""
+    """The official definitions, then ours (`profiles/SearchParameter-*.json`), then those of
+    the built-in IG packages (`conformance.DEFAULT_PACKAGES`: the SAS IG's `Slot`
+    `service-type-reference`). The store indexes every one of them at write, so the set is fixed
+    by the code, not by settings: a package an operator adds is served, not searched. An IG
+    parameter whose code a served type has already keeps the official one (logged): the SAS IG's
+    `slot-sp-start` restates the core Slot `start`, only narrowing its comparators to ge and le."""
     bundle = json.loads((PROFILES / "search-parameters.json").read_text())
     definitions = [entry["resource"] for entry in bundle["entry"]]
     definitions += [
@@ -74,24 +85,43 @@ def registry() -> Registry:
     ]
     by_type: dict[str, dict[str, SearchParam]] = {t: {} for t in SERVED_TYPES}
     for definition in definitions:
-        if definition["type"] not in SUPPORTED_TYPES or "expression" not in definition:
-            continue
-        for resource_type in SERVED_TYPES:
-            if not _applies(definition["base"], resource_type):
-                continue
-            expression = expression_for(definition["expression"], resource_type, definition["base"])
-            if expression is None:
-                continue
-            by_type[resource_type][definition["code"]] = SearchParam(
-                code=definition["code"],
-                type=definition["type"],
-                resource_type=resource_type,
-                expression=expression,
-                targets=tuple(definition.get("target", ())),
-                url=definition["url"],
-                evaluate=compile_expression(expression, resource_type),
-            )
+        _add(by_type, definition)
+    for definition in conformance.load().from_packages("SearchParameter"):
+        _add(by_type, definition, keep=True)
     return Registry(by_type)
+
+
+def _add(
+    by_type: dict[str, dict[str, SearchParam]], definition: dict[str, Any], keep: bool = False
+) -> None:
+    """Register `definition` on each served type it applies to; `keep`: not over one there."""
+    if definition["type"] not in SUPPORTED_TYPES or "expression" not in definition:
+        return
+    for resource_type in SERVED_TYPES:
+        if not _applies(definition["base"], resource_type):
+            continue
+        expression = expression_for(definition["expression"], resource_type, definition["base"])
+        if expression is None:
+            continue
+        there = by_type[resource_type].get(definition["code"])
+        if keep and there is not None:
+            log.info(
+                "%s keeps %s for %r, not %s",
+                resource_type,
+                there.url,
+                there.code,
+                definition["url"],
+            )
+            continue
+        by_type[resource_type][definition["code"]] = SearchParam(
+            code=definition["code"],
+            type=definition["type"],
+            resource_type=resource_type,
+            expression=expression,
+            targets=tuple(definition.get("target", ())),
+            url=definition["url"],
+            evaluate=compile_expression(expression, resource_type),
+        )
 
 
 # Shapes the writes meet on every booking, walked directly too (50 to 100 times faster than the

@@ -26,11 +26,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from server.fhir.outcome import FhirError, invalid_one
 from server.fhir.values import period_bounds
 from server.limits import Limits
+from server.scheduling.slot_shape import PARTS as SHAPE_PARTS
+from server.scheduling.slot_shape import PLAIN, SlotShape, apply, parse_shape
 
 URL = "https://fhir.creneau.org/StructureDefinition/schedule-availability"
 SLOT_CAPACITY = "http://fhir-registry.smarthealthit.org/StructureDefinition/slot-capacity"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # position = date.weekday()
-RULE_PARTS = ("availableTime", "duration", "serviceType", "seats", "horizon", "timezone")
+RULE_PARTS = (
+    "availableTime",
+    "duration",
+    "serviceType",
+    "seats",
+    "horizon",
+    "timezone",
+    *SHAPE_PARTS,
+)
 HOURS_PARTS = ("daysOfWeek", "allDay", "availableStartTime", "availableEndTime")
 DEFAULT_ZONE = "Europe/Paris"
 DEFAULT_HORIZON = timedelta(days=28)
@@ -82,6 +92,7 @@ class Rule:
     seats: int = 1
     horizon: timedelta = DEFAULT_HORIZON
     service_type: tuple[dict[str, Any], ...] = ()
+    shape: SlotShape = PLAIN
 
 
 # Reading the extension ---------------------------------------------------------------------------
@@ -124,6 +135,7 @@ def _parse_rule(extension: dict[str, Any], where: str, caps: Caps) -> Rule:
         service_type=tuple(
             _value(p, "valueCodeableConcept", dict) for p in parts.get("serviceType", [])
         ),
+        shape=parse_shape(parts),
     )
 
 
@@ -454,9 +466,9 @@ def _slot_body(
     if service_type:
         slot["serviceType"] = copy.deepcopy(list(service_type))
     slot["status"] = "free"
-    slot["start"] = start.astimezone(rule.zone).isoformat(timespec="seconds")
-    slot["end"] = end.astimezone(rule.zone).isoformat(timespec="seconds")
-    return slot
+    slot["start"] = start.astimezone(rule.zone).isoformat(timespec="milliseconds")
+    slot["end"] = end.astimezone(rule.zone).isoformat(timespec="milliseconds")
+    return apply(slot, rule.shape)
 
 
 def _span(slot: dict[str, Any]) -> Span:

@@ -211,12 +211,12 @@ class SchedulingRules:
             )
 
     def _check_may_book(self, slot_id: str, slot: Body | None) -> None:
-        """Booking into a schedule needs its owner's `book` grant (or being the owner's own)."""
-        owner_refs = labels.owners(slot)
-        if self.access.may_book(owner_refs):
-            return
+        """Booking into a schedule needs its owner's `book` grant (or being the owner's own),
+        and a slot the client may see (published for an audience it acts for)."""
         if not self.access.can_read("Slot", slot):
             raise outcome.not_found(f"Slot/{slot_id} not found")
+        if self.access.may_book(labels.owners(slot)):
+            return
         raise forbidden(
             f"Client {self.access.client_id} may not book Slot/{slot_id}: "
             "its owner has not granted it book"

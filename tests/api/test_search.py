@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 
+from server.fhir.search import DEFAULT_COUNT
 from tests.factories import (
     FHIR_JSON,
     RPPS,
@@ -478,7 +479,7 @@ async def test_id_lastupdated_tag_and_profile(client: httpx.AsyncClient) -> None
 async def test_count_default_and_maximum(client: httpx.AsyncClient) -> None:
     await _create_patients(client, 1001)
     default = await search(client, "/fhir/Patient")
-    assert len(ids(default)) == 50 and link(default, "next")
+    assert len(ids(default)) == DEFAULT_COUNT == 200 and link(default, "next")
     capped = await search(client, "/fhir/Patient", {"_count": "5000"})
     assert len(ids(capped)) == 1000 and link(capped, "next")
     rest = await search(client, link(capped, "next") or "")

@@ -81,6 +81,7 @@ PARAMETERS = {
     "grant": [
         ("in", "client", 1, "1", "string"),
         ("in", "access", 1, "*", "code"),
+        ("in", "audience", 0, "*", "code"),
         ("in", "quota", 0, "1", "integer"),
         ("in", "period", 0, "1", "Period"),
         ("out", "return", 1, "1", "Basic"),

@@ -132,17 +132,17 @@ def test_a_schedule_without_rule_has_none() -> None:
 def test_days_of_week_and_hours_expand_into_slots() -> None:
     slots = plan(schedule(rule(hours("mon", "wed"), horizon(7))))
     assert starts(slots) == [
-        "2026-01-05T09:00:00+01:00",
-        "2026-01-05T09:30:00+01:00",
-        "2026-01-07T09:00:00+01:00",
-        "2026-01-07T09:30:00+01:00",
+        "2026-01-05T09:00:00.000+01:00",
+        "2026-01-05T09:30:00.000+01:00",
+        "2026-01-07T09:00:00.000+01:00",
+        "2026-01-07T09:30:00.000+01:00",
     ]
     assert slots[0] == {
         "resourceType": "Slot",
         "schedule": {"reference": REF},
         "status": "free",
-        "start": "2026-01-05T09:00:00+01:00",
-        "end": "2026-01-05T09:30:00+01:00",
+        "start": "2026-01-05T09:00:00.000+01:00",
+        "end": "2026-01-05T09:30:00.000+01:00",
     }
 
 
@@ -156,27 +156,27 @@ def test_several_ranges_in_one_day() -> None:
         )
     )
     slots = plan(body)
-    assert starts(slots) == ["2026-01-05T09:00:00+01:00", "2026-01-05T14:00:00+01:00"]
+    assert starts(slots) == ["2026-01-05T09:00:00.000+01:00", "2026-01-05T14:00:00.000+01:00"]
     assert [slot["end"] for slot in slots] == [
-        "2026-01-05T10:00:00+01:00",
-        "2026-01-05T15:00:00+01:00",
+        "2026-01-05T10:00:00.000+01:00",
+        "2026-01-05T15:00:00.000+01:00",
     ]
 
 
 def test_a_slot_that_would_overrun_the_range_is_dropped() -> None:
     slots = plan(schedule(rule(hours("mon"), duration(25), horizon(1))))
-    assert starts(slots) == ["2026-01-05T09:00:00+01:00", "2026-01-05T09:25:00+01:00"]
-    assert slots[-1]["end"] == "2026-01-05T09:50:00+01:00"
+    assert starts(slots) == ["2026-01-05T09:00:00.000+01:00", "2026-01-05T09:25:00.000+01:00"]
+    assert slots[-1]["end"] == "2026-01-05T09:50:00.000+01:00"
 
 
 def test_hours_stay_local_when_clocks_go_forward() -> None:
     body = schedule(rule(hours(*EVERY_DAY, end="09:30:00"), horizon(4)))
     slots = plan(body, now=datetime(2026, 3, 27, tzinfo=UTC))
     assert starts(slots) == [
-        "2026-03-27T09:00:00+01:00",
-        "2026-03-28T09:00:00+01:00",
-        "2026-03-29T09:00:00+02:00",
-        "2026-03-30T09:00:00+02:00",
+        "2026-03-27T09:00:00.000+01:00",
+        "2026-03-28T09:00:00.000+01:00",
+        "2026-03-29T09:00:00.000+02:00",
+        "2026-03-30T09:00:00.000+02:00",
     ]
     assert [moment.hour for moment in utc_starts(slots)] == [8, 8, 7, 7]
 
@@ -185,10 +185,10 @@ def test_hours_stay_local_when_clocks_go_back() -> None:
     body = schedule(rule(hours(*EVERY_DAY, end="09:30:00"), horizon(4)))
     slots = plan(body, now=datetime(2026, 10, 23, tzinfo=UTC))
     assert starts(slots) == [
-        "2026-10-23T09:00:00+02:00",
-        "2026-10-24T09:00:00+02:00",
-        "2026-10-25T09:00:00+01:00",
-        "2026-10-26T09:00:00+01:00",
+        "2026-10-23T09:00:00.000+02:00",
+        "2026-10-24T09:00:00.000+02:00",
+        "2026-10-25T09:00:00.000+01:00",
+        "2026-10-26T09:00:00.000+01:00",
     ]
     assert [moment.hour for moment in utc_starts(slots)] == [7, 7, 8, 8]
 
@@ -198,12 +198,12 @@ def test_a_whole_day_has_23_hours_in_march_and_25_in_october() -> None:
     march = plan(body, now=datetime(2026, 3, 28, tzinfo=UTC))
     october = plan(body, now=datetime(2026, 10, 24, tzinfo=UTC))
     assert len(march) == 23 and len(october) == 25
-    assert march[0]["start"] == "2026-03-29T00:00:00+01:00"
-    assert march[2]["start"] == "2026-03-29T03:00:00+02:00"  # 02:00 does not exist that night
-    assert march[-1]["end"] == "2026-03-30T00:00:00+02:00"
+    assert march[0]["start"] == "2026-03-29T00:00:00.000+01:00"
+    assert march[2]["start"] == "2026-03-29T03:00:00.000+02:00"  # 02:00 does not exist that night
+    assert march[-1]["end"] == "2026-03-30T00:00:00.000+02:00"
     assert [october[2]["start"], october[3]["start"]] == [
-        "2026-10-25T02:00:00+02:00",
-        "2026-10-25T02:00:00+01:00",
+        "2026-10-25T02:00:00.000+02:00",
+        "2026-10-25T02:00:00.000+01:00",
     ]
     for slot in march + october:
         length = datetime.fromisoformat(slot["end"]) - datetime.fromisoformat(slot["start"])
@@ -213,7 +213,7 @@ def test_a_whole_day_has_23_hours_in_march_and_25_in_october() -> None:
 def test_another_time_zone() -> None:
     body = schedule(rule(hours("mon"), zone("America/Martinique"), horizon(1)))
     slots = plan(body, now=datetime(2026, 1, 5, 12, tzinfo=UTC))
-    assert starts(slots) == ["2026-01-05T09:00:00-04:00", "2026-01-05T09:30:00-04:00"]
+    assert starts(slots) == ["2026-01-05T09:00:00.000-04:00", "2026-01-05T09:30:00.000-04:00"]
 
 
 # Existing slots ----------------------------------------------------------------------------------
@@ -222,28 +222,28 @@ def test_another_time_zone() -> None:
 def test_an_existing_slot_is_not_duplicated_whatever_its_offset() -> None:
     body = schedule(rule(hours("mon"), horizon(1)))
     taken = existing_slot("2026-01-05T08:00:00Z", "2026-01-05T08:30:00.000Z")
-    assert starts(plan(body, existing=(taken,))) == ["2026-01-05T09:30:00+01:00"]
+    assert starts(plan(body, existing=(taken,))) == ["2026-01-05T09:30:00.000+01:00"]
 
 
 def test_a_slot_overlapping_an_existing_one_is_skipped() -> None:
     body = schedule(rule(hours("mon", end="11:00:00"), horizon(1)))
-    booked = existing_slot("2026-01-05T08:15:00+00:00", "2026-01-05T09:45:00+01:00", "busy")
+    booked = existing_slot("2026-01-05T08:15:00.000+00:00", "2026-01-05T09:45:00.000+01:00", "busy")
     assert starts(plan(body, existing=(booked,))) == [
-        "2026-01-05T10:00:00+01:00",
-        "2026-01-05T10:30:00+01:00",
+        "2026-01-05T10:00:00.000+01:00",
+        "2026-01-05T10:30:00.000+01:00",
     ]
 
 
 def test_existing_slots_of_any_status_block_and_adjacent_ones_do_not() -> None:
     body = schedule(rule(hours("mon", end="11:00:00"), horizon(1)))
-    before = existing_slot("2026-01-05T08:00:00+01:00", "2026-01-05T09:00:00+01:00", "free")
+    before = existing_slot("2026-01-05T08:00:00.000+01:00", "2026-01-05T09:00:00.000+01:00", "free")
     cancelled = existing_slot(
-        "2026-01-05T10:00:00+01:00", "2026-01-05T10:30:00+01:00", "entered-in-error"
+        "2026-01-05T10:00:00.000+01:00", "2026-01-05T10:30:00.000+01:00", "entered-in-error"
     )
     assert starts(plan(body, existing=(before, cancelled))) == [
-        "2026-01-05T09:00:00+01:00",
-        "2026-01-05T09:30:00+01:00",
-        "2026-01-05T10:30:00+01:00",
+        "2026-01-05T09:00:00.000+01:00",
+        "2026-01-05T09:30:00.000+01:00",
+        "2026-01-05T10:30:00.000+01:00",
     ]
 
 
@@ -257,17 +257,17 @@ def test_planning_again_creates_nothing() -> None:
 def test_overlapping_rules_never_give_overlapping_slots() -> None:
     later = rule(hours("mon", start="09:15:00", end="10:15:00"), duration(60), horizon(1))
     body = schedule(later, rule(hours("mon"), horizon(1)))
-    assert starts(plan(body)) == ["2026-01-05T09:00:00+01:00", "2026-01-05T09:30:00+01:00"]
+    assert starts(plan(body)) == ["2026-01-05T09:00:00.000+01:00", "2026-01-05T09:30:00.000+01:00"]
 
 
 def test_slots_of_several_rules_are_ordered_by_start() -> None:
     afternoon = rule(hours("mon", "tue", start="14:00:00", end="14:30:00"), horizon(2))
     morning = rule(hours("mon", "tue", end="09:30:00"), horizon(2))
     assert starts(plan(schedule(afternoon, morning))) == [
-        "2026-01-05T09:00:00+01:00",
-        "2026-01-05T14:00:00+01:00",
-        "2026-01-06T09:00:00+01:00",
-        "2026-01-06T14:00:00+01:00",
+        "2026-01-05T09:00:00.000+01:00",
+        "2026-01-05T14:00:00.000+01:00",
+        "2026-01-06T09:00:00.000+01:00",
+        "2026-01-06T14:00:00.000+01:00",
     ]
 
 
@@ -305,8 +305,8 @@ def test_only_slots_starting_after_now() -> None:
     body = schedule(rule(hours("mon", end="10:30:00"), horizon(1)))
     at_nine = datetime(2026, 1, 5, 8, tzinfo=UTC)  # 09:00 in Paris
     assert starts(plan(body, now=at_nine)) == [
-        "2026-01-05T09:30:00+01:00",
-        "2026-01-05T10:00:00+01:00",
+        "2026-01-05T09:30:00.000+01:00",
+        "2026-01-05T10:00:00.000+01:00",
     ]
 
 
@@ -315,12 +315,12 @@ def test_the_horizon_bounds_the_slots() -> None:
     after_morning = datetime(2026, 1, 5, 12, tzinfo=UTC)
     three_days = plan(schedule(rule(hours(*EVERY_DAY, end="09:30:00"), horizon(3))), after_morning)
     assert starts(three_days) == [
-        "2026-01-06T09:00:00+01:00",
-        "2026-01-07T09:00:00+01:00",
-        "2026-01-08T09:00:00+01:00",
+        "2026-01-06T09:00:00.000+01:00",
+        "2026-01-07T09:00:00.000+01:00",
+        "2026-01-08T09:00:00.000+01:00",
     ]
     default = plan(schedule(daily))
-    assert len(default) == 28 and default[-1]["start"] == "2026-02-01T09:00:00+01:00"
+    assert len(default) == 28 and default[-1]["start"] == "2026-02-01T09:00:00.000+01:00"
     weeks = plan(schedule(rule(hours(*EVERY_DAY, end="09:30:00"), horizon(2, "wk"))))
     assert len(weeks) == 14
 
@@ -335,9 +335,9 @@ def test_horizon_end_replaces_the_horizon_up_to_366_days() -> None:
 def test_the_planning_horizon_of_the_schedule_clips_the_slots() -> None:
     body = schedule(
         rule(hours(*EVERY_DAY, end="09:30:00")),
-        planningHorizon={"start": "2026-01-07", "end": "2026-01-08T23:00:00+01:00"},
+        planningHorizon={"start": "2026-01-07", "end": "2026-01-08T23:00:00.000+01:00"},
     )
-    assert starts(plan(body)) == ["2026-01-07T09:00:00+01:00", "2026-01-08T09:00:00+01:00"]
+    assert starts(plan(body)) == ["2026-01-07T09:00:00.000+01:00", "2026-01-08T09:00:00.000+01:00"]
     ended = schedule(rule(hours(*EVERY_DAY)), planningHorizon={"end": "2025-12-31"})
     assert plan(ended) == []
 
