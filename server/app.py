@@ -26,6 +26,7 @@ from server.api import (
     paging,
     rest,
     scheduling,
+    validation,
 )
 from server.api.access_log import AccessLog
 from server.api.budget import TimeBudget
@@ -147,6 +148,7 @@ def create_app(
     app.include_router(conformance.router)  # before rest: these types are not stored
     app.include_router(auth.router)  # before rest: `.well-known` is not a resource type
     app.include_router(find.router)  # before rest: `$find` is not a resource id
+    app.include_router(validation.router)  # before rest: `$validate` neither
     app.include_router(scheduling.router)
     app.include_router(grants.router)
     app.include_router(rest.router)

@@ -275,7 +275,9 @@ async def _step(fhir: Interactions, entry: dict[str, Any], assigned: str | None 
     if step.method in ("POST", "PUT"):
         resources.check_type(parts[0])
         # in a worker thread: a thousand entries' validation would hold up the event loop
-        step.resource = await anyio.to_thread.run_sync(resources.validate, step.resource, parts[0])
+        step.resource = await anyio.to_thread.run_sync(
+            resources.validate, step.resource, parts[0], fhir.conformity
+        )
     elif step.method == "PATCH":
         if len(parts) != 2:
             raise outcome.bad_request("A PATCH entry's url names one resource: Type/id")

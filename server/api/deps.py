@@ -14,6 +14,7 @@ from server.auth.access import Access
 from server.auth.caller import Caller, sandbox
 from server.config import Settings
 from server.fhir import outcome
+from server.fhir.conformity import Conformity
 from server.fhir.values import format_instant
 from server.scheduling import generation
 from server.scheduling.rules import SchedulingRules
@@ -114,6 +115,7 @@ async def _rules(
         trail,
         limits=settings.limits,
         later=later,
+        conformity=Conformity(request.app.state.conformance.by_url, strict=strict(request)),
     )
     yield rules
     await later.write(store_of(request), settings.fhir_base, rules, trail)
@@ -131,6 +133,7 @@ async def _interactions(
         rules.trail,
         limits=settings.limits,
         paging_key=request.app.state.paging_key,
+        conformity=Conformity(request.app.state.conformance.by_url, strict=strict(request)),
     )
 
 

@@ -18,6 +18,7 @@ from server.audit.trail import TRAIL_TYPES, Trail
 from server.auth.access import DIRECTORY, Access, forbidden
 from server.fhir import outcome, patching, resources, summary
 from server.fhir.bundles import bundle, history_entry, search_entry
+from server.fhir.conformity import Conformity
 from server.fhir.search import Parser, SearchRequest, count_value
 from server.fhir.searchparams import registry
 from server.fhir.values import date_range
@@ -46,6 +47,12 @@ class Interactions:
     trail: Trail | None = None
     limits: Limits = field(default_factory=Limits)
     paging_key: bytes = b""  # signs the cursors of `next`/`previous` links (`paging`)
+    conformity: Conformity | None = None  # the profiles written resources claim, checked
+
+    @property
+    def warnings(self) -> list[outcome.Issue]:
+        """What the writes of this request were accepted despite (`Conformity`)."""
+        return self.conformity.warnings if self.conformity is not None else []
 
     @asynccontextmanager
     async def transaction(self, interaction: str | None = None) -> AsyncIterator[Transaction]:
@@ -190,7 +197,7 @@ class Interactions:
     ) -> Reply:
         resources.check_type(resource_type)
         self._scope(resource_type, "c")
-        resource = _valid(body, resource_type, validated)
+        resource = _valid(body, resource_type, validated, self.conformity)
         if if_none_exist:
             await tx.guard(_condition_key(resource_type, if_none_exist))
             existing = await self._matching(tx, resource_type, if_none_exist)
@@ -216,7 +223,7 @@ class Interactions:
     ) -> Reply:
         resources.check_type(resource_type)
         resources.check_id(resource_id)
-        resource = _valid(body, resource_type, validated)
+        resource = _valid(body, resource_type, validated, self.conformity)
         if resource.get("id") != resource_id:
             raise outcome.bad_request(
                 f"The resource id {resource.get('id')!r} must equal the URL id {resource_id!r}"
@@ -332,7 +339,7 @@ class Interactions:
             or patched.get("resourceType") != current.type
         ):
             raise outcome.invalid_one("A patch may not change the resource's id or type")
-        return resources.validate(patched, current.type)
+        return resources.validate(patched, current.type, self.conformity)
 
     async def delete(
         self, tx: Transaction, resource_type: str, resource_id: str, *, if_match: int | None = None
@@ -418,13 +425,15 @@ class Interactions:
         )
 
 
-def _valid(body: Any, resource_type: str, validated: bool) -> dict[str, Any]:
+def _valid(
+    body: Any, resource_type: str, validated: bool, conformity: Conformity | None
+) -> dict[str, Any]:
     """`body` once `resources.validate` accepts it; `validated`: the caller had it accepted
     before opening the write's transaction (Bundle entries, patches), not to repeat that work
     while the transaction holds the store's write lock."""
     if validated and isinstance(body, dict):
         return body
-    return resources.validate(body, resource_type)
+    return resources.validate(body, resource_type, conformity)
 
 
 def _append_only(resource_type: str, done: str, allow: str = "GET, HEAD") -> None:

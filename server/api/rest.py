@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qsl, urlencode
 
@@ -18,14 +19,16 @@ router = APIRouter(prefix="/fhir", dependencies=[Depends(check_accept)])
 PATCH_TYPES = ("application/json-patch+json",)
 
 
-def render(request: Request, reply: Reply) -> Response:
+def render(request: Request, reply: Reply, warnings: Sequence[outcome.Issue] = ()) -> Response:
+    """The reply as `Prefer: return=` asks; a write's OperationOutcome carries its `warnings`
+    (a profile not known here, a value set not loaded)."""
     body = reply.body
     wanted = prefers(request, "return")
     if wanted == "minimal" and request.method in ("POST", "PUT", "PATCH"):
         body = None
     elif wanted == "OperationOutcome" and request.method in ("POST", "PUT", "PATCH"):
         issue = outcome.Issue("informational", f"{request.method} done", severity="information")
-        body = outcome.operation_outcome([issue])
+        body = outcome.operation_outcome([issue, *warnings])
     pretty = request.query_params.get("_pretty") == "true"
     return fhir_response(reply.status, body, reply.headers, pretty)
 
@@ -92,7 +95,7 @@ async def create(
     body = await read_json(request, settings.max_body_bytes)
     async with fhir.transaction() as tx:
         reply = await fhir.create(tx, resource_type, body, if_none_exist=_condition(request))
-    return render(request, reply)
+    return render(request, reply, fhir.warnings)
 
 
 FORMAT_PARAMS = ("_format", "_pretty")  # how to answer, not which resource
@@ -127,7 +130,7 @@ async def conditional_update(
             body,
             if_match=parse_etag(request.headers.get("if-match")),
         )
-    return render(request, reply)
+    return render(request, reply, fhir.warnings)
 
 
 @router.delete("/{resource_type}")
@@ -187,7 +190,7 @@ async def update(
             body,
             if_match=parse_etag(request.headers.get("if-match")),
         )
-    return render(request, reply)
+    return render(request, reply, fhir.warnings)
 
 
 @router.patch("/{resource_type}/{resource_id}")
@@ -207,7 +210,7 @@ async def patch(
             operations,
             if_match=parse_etag(request.headers.get("if-match")),
         )
-    return render(request, reply)
+    return render(request, reply, fhir.warnings)
 
 
 @router.delete("/{resource_type}/{resource_id}")

@@ -279,6 +279,14 @@ def invariants() -> Invariants:
     return Invariants.from_data(json.loads((PROFILES / "invariants.json").read_text()))
 
 
+@cache
+def base_keys() -> frozenset[str]:
+    """The keys of every constraint `profiles/invariants.json` lists, evaluated or skipped: what
+    a profile repeats from the base definitions (`ele-1`, `dom-2`, `ref-1`) is not run again."""
+    data = json.loads((PROFILES / "invariants.json").read_text())
+    return frozenset(entry["key"] for entry in data["constraints"] + data.get("skipped", []))
+
+
 def _issue(key: str, human: str, where: str) -> Issue:
     return Issue("invariant", f"Constraint {key} failed: {human}", expression=(where,))
 

@@ -1,7 +1,8 @@
 """The resource types Créneau serves, and validation of incoming resources.
 
 `fhir.resources` (R4B) checks structure and datatypes; it does not check required value-set
-bindings, the id format or that a resource is what the URL says. Those checks are added here.
+bindings, the id format or that a resource is what the URL says. Those checks are added here,
+and, given the request's `Conformity`, the profiles the resource claims.
 Reference resolution needs the store and lives with the writers (`server.store.references`).
 """
 
@@ -11,7 +12,7 @@ import json
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fhir.resources.R4B import get_fhir_model_class
@@ -20,6 +21,9 @@ from pydantic import ValidationError
 from server.fhir import outcome
 from server.fhir.invariants import invariant_issues
 from server.fhir.outcome import Issue
+
+if TYPE_CHECKING:
+    from server.fhir.conformity import Conformity
 
 SERVED_TYPES: tuple[str, ...] = (
     "Organization",
@@ -60,8 +64,11 @@ def check_id(resource_id: str) -> None:
         raise outcome.bad_request(f"{resource_id[:80]!r} is not a valid FHIR id", "value")
 
 
-def validate(body: Any, resource_type: str | None = None) -> dict[str, Any]:
-    """`body` if it is a valid resource (of `resource_type` when given), else 422 or 400."""
+def validate(
+    body: Any, resource_type: str | None = None, conformity: Conformity | None = None
+) -> dict[str, Any]:
+    """`body` if it is a valid resource (of `resource_type` when given) and meets the profiles
+    it claims (with `conformity`), else 422 or 400."""
     if not isinstance(body, dict):
         raise outcome.bad_request("The body must be a JSON object", "structure")
     actual = body.get("resourceType")
@@ -86,6 +93,8 @@ def validate(body: Any, resource_type: str | None = None) -> dict[str, Any]:
     issues += invariant_issues(body)
     if issues:
         raise outcome.invalid(issues)
+    if conformity is not None:
+        conformity.check(body)
     return body
 
 

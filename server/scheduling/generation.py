@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import anyio.to_thread
 
 from server.audit.trail import Trail
+from server.fhir.conformity import Conformity
 from server.fhir.values import format_instant
 from server.limits import Limits
 from server.scheduling import availability
@@ -42,6 +43,9 @@ class GenerationRules(writes.WriteRules, Protocol):
 
     @property
     def later(self) -> Later | None: ...
+
+    @property
+    def conformity(self) -> Conformity | None: ...
 
 
 @dataclass(frozen=True)
@@ -132,8 +136,22 @@ async def generate(
         availability.plan, body, parsed, bodies, now, reference, horizon_end=until, caps=caps
     )
     plan = await anyio.to_thread.run_sync(planning)
+    if rules.conformity is not None:
+        await anyio.to_thread.run_sync(_check_profiles, plan.slots, rules.conformity)
     if rules.later is not None and len(plan.slots) > BATCH:
         rules.later.add(schedule, plan.slots)
     elif plan.slots:
         await writes.create_many(tx, plan.slots, own_base=own_base, rules=rules)
     return Generated(len(plan.slots), plan.skipped)
+
+
+def _check_profiles(slots: list[dict[str, Any]], conformity: Conformity) -> None:
+    """The planned Slots meet the profiles their rule names (`slotProfile`), as any write
+    must: one Slot of each shape is checked, as the Slots of one shape differ only in their
+    times (422, nothing written, otherwise)."""
+    shapes: dict[str, dict[str, Any]] = {}
+    for slot in slots:
+        shape = {k: v for k, v in slot.items() if k not in ("start", "end")}
+        shapes.setdefault(repr(sorted(shape.items())), slot)
+    for sample in shapes.values():
+        conformity.check(sample)

@@ -16,6 +16,7 @@ from server.audit.trail import Trail
 from server.auth import grants, labelling, labels
 from server.auth.access import Access, forbidden
 from server.fhir import outcome
+from server.fhir.conformity import Conformity
 from server.fhir.values import format_instant
 from server.limits import Limits
 from server.scheduling import (
@@ -64,6 +65,7 @@ class SchedulingRules:
     limits: Limits = field(default_factory=Limits)  # what a generation of slots may cost
     later: generation.Later | None = None  # large generations, written after the commit
     settling: bool = False  # the server writing a Slot status it derives (`slots.settle_status`)
+    conformity: Conformity | None = None  # generated Slots meet the profiles their rule names
 
     async def before(
         self, tx: Transaction, previous: Body | None, body: Body | None

@@ -21,21 +21,24 @@ async def test_metadata_lists_the_operations_on_their_types(client: httpx.AsyncC
         r["type"]: {o["name"]: o["definition"] for o in r.get("operation", [])}
         for r in statement["rest"][0]["resource"]
     }
+    validate = {"validate": BASE + "validate"}  # on every type
     assert declared["Appointment"] == {
         "find": BASE + "appointment-find",
         "hold": BASE + "appointment-hold",
         "book": BASE + "appointment-book",
         "cancel": BASE + "appointment-cancel",
+        **validate,
     }
     assert declared["Schedule"] == {
         "cancel-appointments": BASE + "schedule-cancel-appointments",
         "generate-slots": BASE + "schedule-generate-slots",
+        **validate,
     }
-    assert declared["Location"] == {"doses": BASE + "doses"}
+    assert declared["Location"] == {"doses": BASE + "doses", **validate}
     grants = {code: BASE + code for code in ("grant", "revoke", "grants")}
-    assert declared["Organization"] == grants
-    assert declared["Practitioner"] == {"doses": BASE + "doses", **grants}
-    assert declared["Patient"] == declared["Slot"] == {}
+    assert declared["Organization"] == {**grants, **validate}
+    assert declared["Practitioner"] == {"doses": BASE + "doses", **grants, **validate}
+    assert declared["Patient"] == declared["Slot"] == validate
 
 
 async def test_read_an_operation_definition(client: httpx.AsyncClient) -> None:
