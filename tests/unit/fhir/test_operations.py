@@ -28,6 +28,7 @@ LEVELS = {
     "grant": (["Organization", "Practitioner"], False, True, True),
     "revoke": (["Organization", "Practitioner"], False, True, True),
     "grants": (["Organization", "Practitioner"], False, True, False),
+    "validate": (list(SERVED_TYPES), True, True, False),
 }
 # id: the parameters as (use, name, min, max, type)
 PARAMETERS = {
@@ -87,6 +88,12 @@ PARAMETERS = {
         ("out", "return", 1, "1", "Basic"),
     ],
     "revoke": [("in", "client", 1, "1", "string"), ("out", "return", 1, "1", "OperationOutcome")],
+    "validate": [
+        ("in", "resource", 0, "1", "Resource"),
+        ("in", "mode", 0, "1", "code"),
+        ("in", "profile", 0, "1", "canonical"),
+        ("out", "return", 1, "1", "OperationOutcome"),
+    ],
     "grants": [("out", "return", 1, "1", "Bundle")],
     "appointment-cancel": [
         ("in", "reason", 0, "1", "CodeableConcept"),
@@ -211,13 +218,13 @@ def test_hold_takes_a_slot_reference_and_says_when_the_hold_ends() -> None:
 @pytest.mark.parametrize(
     ("resource_type", "codes"),
     [
-        ("Appointment", ["book", "cancel", "find", "hold"]),
-        ("Schedule", ["cancel-appointments", "generate-slots"]),
-        ("Location", ["doses"]),
-        ("Organization", ["grant", "grants", "revoke"]),
-        ("Practitioner", ["doses", "grant", "grants", "revoke"]),
-        ("Patient", []),
-        ("Slot", []),
+        ("Appointment", ["book", "cancel", "find", "hold", "validate"]),
+        ("Schedule", ["cancel-appointments", "generate-slots", "validate"]),
+        ("Location", ["doses", "validate"]),
+        ("Organization", ["grant", "grants", "revoke", "validate"]),
+        ("Practitioner", ["doses", "grant", "grants", "revoke", "validate"]),
+        ("Patient", ["validate"]),
+        ("Slot", ["validate"]),
     ],
 )
 def test_for_type(resource_type: str, codes: list[str]) -> None:
