@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test nginx bench lint clean
+.PHONY: serve test nginx wrk bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,14 @@ nginx:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx; \
 	  if [ -d /run/systemd/system ]; then systemctl disable --now --quiet nginx; fi'
 
-bench: $(STAMP)
-	$(BIN)/python bench/rest.py
-	$(BIN)/python bench/booking.py
+# bench/wrk.py loads the server with wrk (Debian's package), installed once when absent.
+wrk:
+	@command -v wrk >/dev/null || $(AS_ROOT) sh -euc ' \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk'
+
+bench: $(STAMP) wrk
+	$(BIN)/python bench/wrk.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check server tests bench
