@@ -11,6 +11,7 @@ gives its CPU per request. Workloads:
     include     the same with _include=Slot:schedule
     read        Slot/<id>
     sas         the SAS aggregator's query for 10 practitioners by RPPS (chain + include:iterate)
+    sas100      the same for 100 practitioners at once (the SAS test kit's limit: 1 s)
     create      POST Slot (a new slot each time)
     book        POST Appointment/$book on distinct free slots (each booked once)
 
@@ -159,12 +160,23 @@ def _latency(out: str, cut: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
+def sas_query(first: int, practitioners: int) -> str:
+    """The SAS aggregator's query (as its test kit sends it) for `practitioners` RPPS."""
+    chosen = ",".join(f"{RPPS}|{rpps((first + k) % PRACTITIONERS)}" for k in range(practitioners))
+    return (
+        "/fhir/Slot?_include=Slot:schedule&_include:iterate=Schedule:actor"
+        f"&schedule.actor:Practitioner.identifier={chosen}"
+        f"&start=ge{START:%Y-%m-%dT%H:%M:%S}.000%2B00:00"
+        f"&start=le{START + timedelta(days=3):%Y-%m-%dT%H:%M:%S}.000%2B00:00&status=free"
+    )
+
+
 def workload_files(
     base: str, slots: int, folder: Path, schedules: list[str]
 ) -> dict[str, tuple[str, list[str]]]:
     """Each workload's wrk script and its arguments (files of paths or bodies)."""
     days = max(1, slots // PRACTITIONERS // PER_DAY)
-    searches, includes, sas = [], [], []
+    searches, includes, sas, sas100 = [], [], [], []
     for n, schedule in enumerate(schedules):
         for day in range(days):
             when = START + timedelta(days=day)
@@ -172,17 +184,12 @@ def workload_files(
             path = f"/fhir/Slot?schedule={schedule}&status=free&{window}"
             searches.append(path)
             includes.append(path + "&_include=Slot:schedule")
-        chosen = ",".join(f"{RPPS}|{rpps((n + k) % PRACTITIONERS)}" for k in range(10))
-        sas.append(
-            "/fhir/Slot?_include=Slot:schedule&_include:iterate=Schedule:actor"
-            f"&schedule.actor:Practitioner.identifier={chosen}"
-            f"&start=ge{START:%Y-%m-%dT%H:%M:%S}.000%2B00:00"
-            f"&start=le{START + timedelta(days=3):%Y-%m-%dT%H:%M:%S}.000%2B00:00&status=free"
-        )
+        sas.append(sas_query(n, 10))
+        sas100.append(sas_query(n, 100))
     with httpx.Client(base_url=base, timeout=120) as client:
         ids = client.get("/Slot", params={"_count": "1000", "_elements": "id"}).json()
     reads = [f"/fhir/Slot/{e['resource']['id']}" for e in ids.get("entry", [])]
-    files = {"search": searches, "include": includes, "sas": sas, "read": reads}
+    files = {"search": searches, "include": includes, "sas": sas, "sas100": sas100, "read": reads}
     out: dict[str, tuple[str, list[str]]] = {}
     for name, lines in files.items():
         (folder / f"{name}.txt").write_text("\n".join(lines) + "\n")
