@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test nginx wrk bench lint clean
+.PHONY: serve test nginx chromium wrk bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(BIN)/creneau serve --fixtures --sandbox
 
-test: $(STAMP) nginx
+test: $(STAMP) nginx chromium
 	$(BIN)/python -m pytest -q
 
 # tests/api/test_tls_proxy.py runs its own nginx (Debian's package) in front of the server.
@@ -31,6 +31,14 @@ nginx:
 	  apt-get update -qq; \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx; \
 	  if [ -d /run/systemd/system ]; then systemctl disable --now --quiet nginx; fi'
+
+# tests/api/test_stats_page.py opens the statistics page in Debian's Chromium, headless, driven
+# by Playwright (from PyPI, which downloads no browser of its own). Installed once, when absent;
+# it starts no service.
+chromium:
+	@command -v chromium >/dev/null || $(AS_ROOT) sh -euc ' \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium'
 
 # bench/wrk.py loads the server with wrk (Debian's package), installed once when absent.
 wrk:

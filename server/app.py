@@ -24,8 +24,11 @@ from server.api import (
     metadata,
     openapi,
     paging,
+    publication,
     rest,
+    sandbox,
     scheduling,
+    stats,
     validation,
 )
 from server.api.access_log import AccessLog
@@ -143,6 +146,8 @@ def create_app(
         app.add_middleware(AccessLog)
     app.add_middleware(RequestIds)  # outermost: every answer carries one, errors included
     app.include_router(health.router)
+    app.include_router(sandbox.router)
+    stats.install(app)  # open statistics: no token asked
     api_docs.install(app)
     app.include_router(metadata.router)
     app.include_router(conformance.router)  # before rest: these types are not stored
@@ -151,6 +156,7 @@ def create_app(
     app.include_router(validation.router)  # before rest: `$validate` neither
     app.include_router(scheduling.router)
     app.include_router(grants.router)
+    app.include_router(publication.router)  # before rest: `$bulk-publish` is not a type
     app.include_router(rest.router)
     return app
 

@@ -1,4 +1,5 @@
-"""The `creneau` command: serve, load demo fixtures, manage OAuth2 clients, issue a token."""
+"""The `creneau` command: serve, generate and load fixtures, manage OAuth2 clients, issue a
+token."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         help="log every request with its id, status, time and reason (off by default: it "
         "costs about 3%% of the CPU per request, and the audit trail records every write)",
     )
-    fixtures = commands.add_parser("fixtures", help="load the demo data set (idempotent)")
-    _store_options(fixtures)
+    _fixture_commands(commands)
     _client_commands(commands)
     token = commands.add_parser("token", help="print an access token for a stored client")
     _store_options(token)
@@ -63,10 +64,62 @@ def main(argv: list[str] | None = None) -> None:
     if args.command in ("clients", "token"):
         _run_auth_command(parser, settings, args)
         return
+    if args.command == "fixtures" and args.action is not None:
+        _run_fixture_command(parser, settings, args)
+        return
     if args.command == "fixtures" or args.fixtures:
         print(asyncio.run(_load_fixtures(settings)))
     if args.command == "serve":
         _serve(settings, args.workers)
+
+
+def _fixture_commands(commands: Any) -> None:
+    group = commands.add_parser(
+        "fixtures", help="load the demo data set (idempotent); generate or load larger ones"
+    )
+    _store_options(group)
+    actions = group.add_subparsers(dest="action")
+    generate = actions.add_parser("generate", help="write a data set as NDJSON files")
+    _set_options(generate)
+    generate.add_argument("--out", type=Path, required=True, help="the folder to write to")
+    load = actions.add_parser("load", help="load a data set through the rules (idempotent)")
+    _store_options(load)
+    load.add_argument("folder", type=Path, nargs="?", help="NDJSON files written by generate")
+    _set_options(load, size_required=False)
+
+
+def _set_options(parser: argparse.ArgumentParser, size_required: bool = True) -> None:
+    from fixtures.sizes import NAMES
+
+    parser.add_argument("--size", choices=NAMES, required=size_required)
+    parser.add_argument("--seed", type=int, default=1, help="same seed and start: same bytes")
+    parser.add_argument(
+        "--start", type=date.fromisoformat, help="first day of slots (default: next Monday)"
+    )
+
+
+def _run_fixture_command(
+    parser: argparse.ArgumentParser, settings: Settings, args: argparse.Namespace
+) -> None:
+    from fixtures import commands
+
+    start = args.start or commands.default_start()
+    try:
+        if args.action == "generate":
+            commands.generate(args.size, args.seed, start, args.out)
+        elif (args.folder is None) == (args.size is None):
+            parser.exit(2, "creneau: fixtures load takes a folder or --size, one of them\n")
+        else:
+            asyncio.run(
+                _with_store(
+                    settings,
+                    lambda store: commands.load(
+                        store, settings, args.folder, args.size, args.seed, start
+                    ),
+                )
+            )
+    except (OSError, ValueError) as error:
+        parser.exit(2, f"creneau: {error}\n")
 
 
 def _client_commands(commands: Any) -> None:

@@ -40,6 +40,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)  # CRENEAU_LIMIT_*, see docs/limits.md
     # FHIR packages served as conformance resources: folders or .tgz files, comma-separated
     ig_packages: str = ",".join(DEFAULT_PACKAGES)
+    stats_threshold: int = 10  # open statistics: cells of fewer are withheld ("< 10")
 
     @property
     def fhir_base(self) -> str:
@@ -69,6 +70,7 @@ class Settings:
             "CRENEAU_CORS_ORIGINS": self.cors_origins,
             "CRENEAU_AUDIT_READS": "1" if self.audit_reads else "",
             "CRENEAU_AUDIT_FLUSH_SECONDS": str(self.audit_flush_seconds),
+            "CRENEAU_STATS_THRESHOLD": str(self.stats_threshold),
             **limits_to_env(self.limits),
         }
         if self.mongodb_uri:
@@ -100,6 +102,7 @@ class Settings:
             ("cors_origins", str),
             ("audit_reads", _flag),
             ("audit_flush_seconds", float),
+            ("stats_threshold", int),
         ):
             value = env.get(f"CRENEAU_{name.upper()}")
             if value:

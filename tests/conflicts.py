@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from server.fhir import outcome
 from server.fhir.indexing import IndexValues
-from server.store.base import Found, Query, Store, Transaction, Version
+from server.store.base import Found, Query, Store, Tabulated, Tabulation, Transaction, Version
 
 T = TypeVar("T")
 Key = tuple[str, ...]  # ("resource", type, id) | ("guard", key) | ("tally", key)
@@ -113,6 +113,9 @@ class ProbingStore(Store):
         self.probing = False
         self.footprints: list[Footprint] = []
 
+    async def clear(self) -> None:
+        await self.inner.clear()
+
     async def probe(self, request: Callable[[], Awaitable[Any]]) -> Footprint:
         """The footprint of the one transaction `request` runs, rolled back."""
         self.probing, self.footprints = True, []
@@ -183,6 +186,9 @@ class ProbingStore(Store):
         return await self.inner.history(
             resource_type, resource_id, since=since, count=count, cursor=cursor
         )
+
+    async def tabulate(self, tabulation: Tabulation) -> list[Tabulated]:
+        return await self.inner.tabulate(tabulation)
 
     async def record(self, kind: str, key: str) -> dict[str, Any] | None:
         return await self.inner.record(kind, key)

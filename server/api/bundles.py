@@ -76,6 +76,9 @@ def _check_count(entries: list[Any], most: int) -> None:
         )
 
 
+CONDITIONS = ("ifNoneMatch", "ifModifiedSince", "ifMatch", "ifNoneExist")  # strings in FHIR
+
+
 def _check_entry(entry: Any, position: int) -> None:
     request = entry.get("request") if isinstance(entry, dict) else None
     if (
@@ -87,6 +90,9 @@ def _check_entry(entry: Any, position: int) -> None:
         raise outcome.bad_request(f"Bundle.entry[{position}].request needs a method and a url")
     if not isinstance(entry.get("fullUrl", ""), str):
         raise outcome.bad_request(f"Bundle.entry[{position}].fullUrl must be a string")
+    for name in CONDITIONS:
+        if name in request and not isinstance(request[name], str):
+            raise outcome.bad_request(f"Bundle.entry[{position}].request.{name} must be a string")
 
 
 async def _batch_entry(fhir: Interactions, entry: dict[str, Any]) -> dict[str, Any]:

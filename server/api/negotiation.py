@@ -8,6 +8,7 @@ import orjson
 from fastapi import Request
 from starlette.responses import Response
 
+from server.api.shown import shown
 from server.fhir import jsonbody, outcome
 
 FHIR_JSON = "application/fhir+json"
@@ -31,7 +32,7 @@ def fhir_response(
         return Response(status_code=status, headers=headers)
     option = orjson.OPT_INDENT_2 if pretty else 0
     return Response(
-        orjson.dumps(body, option=option),
+        orjson.dumps(shown(body), option=option),
         status_code=status,
         media_type=f"{FHIR_JSON}; charset=utf-8",
         headers=headers,

@@ -171,6 +171,14 @@ ROUTES: dict[str, Kind] = {
     ),
     "POST /auth/clients/{client_id}/disable": _client("The client, disabled"),
     "POST /auth/clients/{client_id}/rotate-secret": _client("The client and its new secret"),
+    "GET /sandbox": Kind(
+        {200: Answer("The named scenarios (sandbox mode only)", {"type": "object"}, JSON)},
+        (404,),
+    ),
+    "POST /sandbox/reset": Kind(
+        {200: Answer("The store emptied, the scenario loaded: counts", {"type": "object"}, JSON)},
+        (400, 404, 503),
+    ),
     "GET /fhir/metadata": _ok("What this server implements", ref("CapabilityStatement"), (406,)),
     "POST /fhir": _ok(  # a transaction fails as its first failing entry
         "The results",

@@ -6,6 +6,8 @@ them on every write and replaces whatever a client sent under these systems, so 
 forge access. Stored in the resource, they are indexed by the standard `_security` search
 parameter: that is how a search is filtered in the store query itself, on both stores. A Slot
 also carries `owner-audience` labels: whom each owner published it for (see `audiences`).
+
+They are the server's own bookkeeping and are not shown in answers (`server.api.shown`).
 """
 
 from __future__ import annotations

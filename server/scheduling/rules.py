@@ -49,6 +49,7 @@ from server.scheduling.vocabulary import (
     SERVER_MANAGED,
     SLOT_CAPACITY,
 )
+from server.stats import stamping
 from server.store.base import Transaction, Version
 
 Body = dict[str, Any]
@@ -79,7 +80,7 @@ class SchedulingRules:
             await hold_tallies.record(
                 tx, previous, body, self.policy.now(), self.own_base, per_client
             )
-            return body
+            return await stamping.stamp(tx, previous, body, self.own_base)
         if kind == "Slot":
             if body is not None and not self.settling:
                 body = slots.as_written_by_client(previous, body)
@@ -105,7 +106,7 @@ class SchedulingRules:
         elif kind in national_identifiers.KINDS:
             systems = self.policy.national_identifier_systems
             await national_identifiers.check(tx, self.own_base, systems, previous, body)
-        return body
+        return await stamping.stamp(tx, previous, body, self.own_base)
 
     async def after(self, tx: Transaction, previous: Body | None, version: Version) -> None:
         if self.trail is not None:

@@ -9,6 +9,10 @@ Beside FHIR resources a store keeps *records*: small JSON documents that are not
 history (OAuth2 clients, signing keys, client-assertion `jti`s seen), each under a `kind` and a
 `key`. A record may expire: once past its `expires_at` (Unix seconds) it is as if absent, and it
 is purged when another record of its kind is added.
+
+A store also *tabulates*: it counts resources by the codes of their tags (`Tabulation`), in the
+store itself (SQL `GROUP BY` over the index rows, a MongoDB aggregation pipeline), for the open
+statistics, which never load the resources they count.
 """
 
 from __future__ import annotations
@@ -59,6 +63,46 @@ class Found:
     total: int | None = None
     next_cursor: str | None = None
     previous_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class Tabulation:
+    """Resources of `types` counted by the codes of their tags (`meta.tag`, as indexed for
+    `_tag`), over a span of codes of one system (days, as YYYY-MM-DD: `span`, from `low` to
+    `high` included).
+
+    Each resource falls in one *cell*, its codes of the `cells` systems (a resource lacking one
+    is not counted; `span` is one of them), restricted to the cells whose codes are those of
+    `where` (system, code). A cell counts its resources, or, with `weight`, the sum of their
+    integer codes of that system. The cells are then summed by their codes of `groups` (some of
+    `cells`): in each group the total, and the sum of the cells of at least `floor` only (those
+    below are withheld: a figure made of the cells that are shown only, whatever its grouping,
+    can never be subtracted from another to reveal a withheld one)."""
+
+    types: tuple[str, ...]
+    span: str
+    low: str
+    high: str
+    cells: tuple[str, ...]
+    groups: tuple[str, ...]
+    where: tuple[tuple[str, str], ...] = ()
+    weight: str | None = None
+    floor: int = 0
+
+    def __post_init__(self) -> None:
+        named = {self.span, *self.groups, *(system for system, _ in self.where)}
+        if not named <= set(self.cells) or self.weight in self.cells:
+            raise ValueError("span, groups and where name cell systems; weight is none of them")
+
+
+@dataclass(frozen=True)
+class Tabulated:
+    """One group: its codes (one per `Tabulation.groups` system), the sum of its cells, and
+    the sum of those of its cells of at least the floor."""
+
+    codes: tuple[str, ...]
+    total: int
+    shown: int
 
 
 class Reader(ABC):
@@ -130,6 +174,12 @@ class Store(Reader):
     async def close(self) -> None: ...
 
     @abstractmethod
+    async def clear(self) -> None:
+        """Remove every resource, version, index value, tally and guard: an empty store, as the
+        sandbox's reset wants it. Records (clients, signing keys, the paging key) are kept, so
+        that tokens and links issued before stay readable."""
+
+    @abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """An atomic unit of work: committed on normal exit, rolled back on an exception."""
 
@@ -149,6 +199,11 @@ class Store(Reader):
         cursor: str | None,
     ) -> Found:
         """Versions, newest first; of one resource, of one type, or of the whole server."""
+
+    @abstractmethod
+    async def tabulate(self, tabulation: Tabulation) -> list[Tabulated]:
+        """The groups of the tabulation that have at least one cell, in no particular order;
+        computed by the store, within the request's time budget (503 past it)."""
 
     @abstractmethod
     async def record(self, kind: str, key: str) -> dict[str, Any] | None:

@@ -22,11 +22,13 @@ Indexes on `resources`, and the searches they serve:
 and on `history`: (type, id, version) unique for vread, (type, _id) for a type's history.
 `guards` holds one document per guarded key (see `Transaction.guard`) and `tallies` one count per
 key (see `Transaction.tally`); both are keyed by `_id`. `records` holds the non-FHIR records
-(see `mongo_records`).
+(see `mongo_records`). The open statistics aggregate the `_tag` elements of `tok` in one pipeline
+(`mongo_tabulation`), served by (type, tok.p, tok.c) for its window of days.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
@@ -43,8 +45,18 @@ from pymongo.write_concern import WriteConcern
 
 from server.fhir import outcome
 from server.fhir.indexing import IndexValues
-from server.store import cursors, deadline, mongo_records, mongo_search
-from server.store.base import Found, Query, Reader, Store, T, Transaction, Version
+from server.store import cursors, deadline, mongo_records, mongo_search, mongo_tabulation
+from server.store.base import (
+    Found,
+    Query,
+    Reader,
+    Store,
+    T,
+    Tabulated,
+    Tabulation,
+    Transaction,
+    Version,
+)
 
 Document = dict[str, Any]
 Collection = AsyncCollection[Document]
@@ -359,6 +371,8 @@ class MongoStore(_MongoReader, Store):
         self._client: AsyncMongoClient[Document] | None = None
         self._database: AsyncDatabase[Document] | None = None
         self._snapshot = SNAPSHOT
+        # One tabulation at a time from this process: the statistics are open to anyone.
+        self._tabulating = asyncio.Lock()
 
     async def open(self) -> None:
         client: AsyncMongoClient[Document] = AsyncMongoClient(self.uri, tz_aware=False)
@@ -374,6 +388,11 @@ class MongoStore(_MongoReader, Store):
             # that opens with an insert as one more inserted document: it is not sent there.
             self._snapshot = ReadConcern()
         self._client, self._database = client, database
+
+    async def clear(self) -> None:
+        database = self._db()
+        for name in ("resources", "history", "guards", "tallies"):
+            await database[name].delete_many({})
 
     async def close(self) -> None:
         if self._client is not None:
@@ -451,6 +470,15 @@ class MongoStore(_MongoReader, Store):
         if len(docs) > count:
             found.next_cursor = encode_cursor({"before": str(docs[count - 1]["_id"])})
         return found
+
+    async def tabulate(self, tabulation: Tabulation) -> list[Tabulated]:
+        """The pipeline of `mongo_tabulation`, outside any transaction, spilling to disk if a
+        long window's cells outgrow MongoDB's in-memory limit for `$group`."""
+        width = len(tabulation.groups)
+        async with self._tabulating:
+            pipeline = mongo_tabulation.stages(tabulation)
+            docs = await self._db().resources.aggregate(pipeline, allowDiskUse=True)
+            return [mongo_tabulation.tabulated(doc, width) async for doc in docs]
 
     async def record(self, kind: str, key: str) -> dict[str, Any] | None:
         return await mongo_records.one(self._db().records, kind, key, time.time())

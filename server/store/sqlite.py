@@ -23,8 +23,17 @@ import orjson
 
 from server.fhir import outcome
 from server.fhir.indexing import IndexValues
-from server.store import cursors, deadline, sqlite_records, sqlite_search
-from server.store.base import Found, Query, Reader, Store, Transaction, Version
+from server.store import cursors, deadline, sqlite_records, sqlite_search, sqlite_tabulation
+from server.store.base import (
+    Found,
+    Query,
+    Reader,
+    Store,
+    Tabulated,
+    Tabulation,
+    Transaction,
+    Version,
+)
 
 T = TypeVar("T")
 SCHEMA = """
@@ -423,15 +432,25 @@ class SqliteStore(_SqliteReader, Store):
         # Queues this process's writers in order instead of letting them poll SQLite's lock;
         # atomicity and isolation still come from SQLite, across processes too.
         self._writers = asyncio.Lock()
+        # One tabulation at a time in this process: each may read a day of national data, and
+        # the statistics are open to anyone (the others wait, within their time budget).
+        self._tabulating = asyncio.Lock()
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         first = await anyio.to_thread.run_sync(_connect, str(self.path))
-        schema = SCHEMA + sqlite_records.SCHEMA
+        schema = SCHEMA + sqlite_records.SCHEMA + sqlite_tabulation.SCHEMA
         await _when_free(lambda: anyio.to_thread.run_sync(first.executescript, schema))
         self._connections = [first] + [_connect(str(self.path)) for _ in range(POOL_SIZE - 1)]
         for connection in self._connections:
             self._pool.put_nowait(connection)
+
+    async def clear(self) -> None:
+        def empty(db: sqlite3.Connection) -> None:
+            for table in ("resources", "history", "tallies", *sqlite_search.TABLES.values()):
+                db.execute(f"DELETE FROM {table}")
+
+        await self._write(empty)
 
     async def close(self) -> None:
         for connection in self._connections:
@@ -507,6 +526,10 @@ class SqliteStore(_SqliteReader, Store):
         if len(rows) > count:
             found.next_cursor = encode_cursor({"before": rows[count - 1][6]})
         return found
+
+    async def tabulate(self, tabulation: Tabulation) -> list[Tabulated]:
+        async with self._tabulating:
+            return await self._run(lambda db: sqlite_tabulation.tabulate(db, tabulation))
 
     async def record(self, kind: str, key: str) -> dict[str, Any] | None:
         now = time.time()

@@ -89,6 +89,9 @@ def test_every_fhir_route_refuses_xml_and_every_guarded_one_says_401_and_403(
         guarded = not segments or segments[0] in (*SERVED_TYPES, "{resource_type}", "_history")
         if guarded:
             assert {"401", "403", "503"} <= set(operation["responses"]), (method, path)
+        elif segments[0] == "$bulk-publish":  # public; a token, when sent, must be valid
+            assert "401" in operation["responses"], (method, path)
+            assert "403" not in operation["responses"], (method, path)
         else:
             assert not {"401", "403"} & set(operation["responses"]), (method, path)
 

@@ -26,11 +26,16 @@ from fixtures.demo import load_once
 from server.app import create_app
 from server.auth import clients
 from server.config import Settings
+from server.fhir import conformance
+from server.fhir.profiles import profile_issues
 from tests.conftest import BASE, COMMON
 
 RPPS = "urn:oid:1.2.250.1.71.4.2.1"
 MARTIN, BERNARD, NDIAYE = "810000000011", "810000000029", "810000000045"
 SAS = "http://sas.fr/fhir/StructureDefinition"
+CPTS_BUNDLE = (
+    "https://interop.esante.gouv.fr/ig/fhir/sas/StructureDefinition/sas-cpts-bundle-aggregator"
+)
 CPTS_SLOT = (
     "https://interop.esante.gouv.fr/ig/fhir/sas/StructureDefinition/sas-cpts-slot-aggregator"
 )
@@ -114,7 +119,19 @@ async def aggregate(client: httpx.AsyncClient, query: str) -> dict[str, Any]:
     assert response.headers["content-type"].startswith("application/fhir+json")
     bundle: dict[str, Any] = response.json()
     assert bundle["resourceType"] == "Bundle" and bundle["type"] == "searchset"
+    assert_meets(bundle, f"{SAS}/BundleAgregateur")
     return bundle
+
+
+def assert_meets(resource: dict[str, Any], profile: str) -> None:
+    """No error against the profile (a Bundle's: its entries against theirs, as the kit's
+    validator checks them)."""
+    definitions = conformance.load()
+    definition = definitions.by_url(profile)
+    assert definition is not None
+    issues = profile_issues(resource, definition, definitions.by_url)
+    errors = [(i.expression, i.diagnostics) for i in issues if i.severity == "error"]
+    assert not errors
 
 
 def with_profile(bundle: dict[str, Any], profile: str) -> list[dict[str, Any]]:
@@ -227,6 +244,7 @@ async def test_the_cpts_variant_includes_the_service_and_its_organization(
     client: httpx.AsyncClient,
 ) -> None:
     bundle = await aggregate(client, kit_query([BERNARD], cpts=True, offset=""))
+    assert_meets(bundle, CPTS_BUNDLE)
     cpts_slots = with_profile(bundle, CPTS_SLOT)
     services = [
         e["resource"]
