@@ -187,7 +187,8 @@ def _check(resource: dict[str, Any]) -> None:
 
 
 def _ours() -> Iterator[dict[str, Any]]:
-    for pattern in ("StructureDefinition-*.json", "SearchParameter-*.json", "operations/*.json"):
+    patterns = ("StructureDefinition-*.json", "SearchParameter-*.json", "CodeSystem-*.json")
+    for pattern in (*patterns, "operations/*.json"):
         for path in sorted(PROFILES.glob(pattern)):
             yield json.loads(path.read_text())
 
