@@ -45,6 +45,7 @@ class Step:
     assigned: str | None = None  # the Type/id a POST with a urn full URL is created as
     operations: list[Any] = field(default_factory=list)
     draft: PatchDraft | None = None
+    warnings: list[outcome.Issue] = field(default_factory=list)  # its resource's (`Conformity`)
 
 
 async def process(fhir: Interactions, body: Any) -> Reply:
@@ -64,7 +65,8 @@ async def process(fhir: Interactions, body: Any) -> Reply:
     steps = [await _transaction_step(fhir, entry, p, ids) for p, entry in enumerate(entries)]
     async with fhir.transaction("transaction") as tx:
         replies = await _transaction(fhir, tx, steps, order)
-    return Reply(200, bundle("transaction-response", [_entry(reply) for reply in replies]))
+    answered = [_entry(reply, step.warnings) for reply, step in zip(replies, steps, strict=True)]
+    return Reply(200, bundle("transaction-response", answered))
 
 
 def _check_count(entries: list[Any], most: int) -> None:
@@ -99,7 +101,7 @@ async def _batch_entry(fhir: Interactions, entry: dict[str, Any]) -> dict[str, A
     try:
         step = await _step(fhir, entry)
         async with fhir.transaction("batch") as tx:
-            return _entry(await run(fhir, tx, step))
+            return _entry(await run(fhir, tx, step), step.warnings)
     except outcome.FhirError as error:
         return response_entry(error.status, outcome=error.outcome())
 
@@ -281,9 +283,11 @@ async def _step(fhir: Interactions, entry: dict[str, Any], assigned: str | None 
     if step.method in ("POST", "PUT"):
         resources.check_type(parts[0])
         # in a worker thread: a thousand entries' validation would hold up the event loop
+        before = len(fhir.warnings)
         step.resource = await anyio.to_thread.run_sync(
             resources.validate, step.resource, parts[0], fhir.conformity
         )
+        step.warnings = fhir.warnings[before:]
     elif step.method == "PATCH":
         if len(parts) != 2:
             raise outcome.bad_request("A PATCH entry's url names one resource: Type/id")
@@ -350,7 +354,8 @@ def _patch_operations(resource: Any) -> Any:
     return jsonbody.parse(decoded)
 
 
-def _entry(reply: Reply) -> dict[str, Any]:
+def _entry(reply: Reply, warnings: list[outcome.Issue]) -> dict[str, Any]:
+    """A response entry; the warnings its resource was accepted with as its outcome."""
     location = reply.headers.get("Location")
     meta = reply.body.get("meta", {}) if reply.body else {}  # an instant, not the HTTP date
     return response_entry(
@@ -359,4 +364,5 @@ def _entry(reply: Reply) -> dict[str, Any]:
         location=location,
         etag=reply.headers.get("ETag"),
         last_modified=meta.get("lastUpdated"),
+        outcome=outcome.operation_outcome(warnings) if warnings else None,
     )

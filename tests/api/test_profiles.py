@@ -169,3 +169,24 @@ async def test_validate_takes_the_profiles_the_ig_examples_claim(
         answer = await client.post(f"/fhir/{example['resourceType']}/$validate", json=example)
         assert answer.status_code == 200
         assert not errors_at(answer), name
+
+
+async def test_a_bundle_entry_says_what_it_was_accepted_despite(client: httpx.AsyncClient) -> None:
+    unknown = make_practitioner(fresh_rpps())
+    unknown["meta"] = {"profile": ["https://example.org/StructureDefinition/nowhere"]}
+    known = sas_practitioner()
+    entries = [
+        {"resource": r, "request": {"method": "POST", "url": "Practitioner"}}
+        for r in (unknown, known)
+    ]
+    for kind in ("transaction", "batch"):
+        body = {"resourceType": "Bundle", "type": kind, "entry": entries}
+        answer = await client.post("/fhir", json=body)
+        assert answer.status_code == 200, answer.text
+        first, second = (e["response"] for e in answer.json()["entry"])
+        assert first["status"] == "201" and second["status"] == "201"
+        [warning] = first["outcome"]["issue"]
+        assert warning["severity"] == "warning" and warning["code"] == "not-supported"
+        assert "outcome" not in second
+        for entry in entries:
+            entry["resource"]["identifier"][0]["value"] = fresh_rpps()
