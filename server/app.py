@@ -18,6 +18,8 @@ from server.api import (
     auth,
     conformance,
     errors,
+    export,
+    federation,
     find,
     grants,
     health,
@@ -39,6 +41,7 @@ from server.audit.queue import AuditQueue
 from server.auth.grants import GrantBook
 from server.auth.tokens import Authority
 from server.config import Settings
+from server.federation import consumer, polling
 from server.fhir import conformance as definitions
 from server.scheduling import expiry
 from server.scheduling.policy import Policy, utc_now
@@ -47,6 +50,7 @@ from server.store.mongo import MongoStore
 from server.store.sqlite import SqliteStore
 
 GZIP_FROM_BYTES = 1024  # smaller answers go as they are
+FEDERATION_TIMEOUT = 30.0  # seconds without a byte from a source before its poll fails
 
 
 def make_store(settings: Settings) -> Store:
@@ -93,9 +97,11 @@ def create_app(
     settings: Settings,
     clock: Callable[[], datetime] = utc_now,
     jwks_http: httpx.AsyncClient | None = None,
+    federation_http: httpx.AsyncClient | None = None,
 ) -> FastAPI:
     """`clock` is what scheduling and tokens read the time from: tests move it forward to expire
-    holds and tokens. `jwks_http` fetches clients' JWKS URLs (tests inject a mock transport)."""
+    holds and tokens. `jwks_http` fetches clients' JWKS URLs (tests inject a mock transport);
+    `federation_http` reads the sources' publications (one of ours when not given)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -111,6 +117,14 @@ def create_app(
             tasks.append(
                 asyncio.create_task(expiry.sweep(store, rules, settings.hold_sweep_seconds))
             )
+        http = federation_http or httpx.AsyncClient(timeout=FEDERATION_TIMEOUT)
+        app.state.federation_http = http
+        rules = app.state.federation_rules = consumer.server_rules(
+            app.state.policy, settings.fhir_base, settings.limits
+        )
+        if settings.federation_poll_seconds > 0:
+            every = settings.federation_poll_seconds
+            tasks.append(asyncio.create_task(polling.run(store, http, rules, every)))
         try:
             await authority.open()
             app.state.authority = authority
@@ -121,6 +135,8 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await audit.flush()
+            if federation_http is None:
+                await http.aclose()
             await authority.close()
             await store.close()
 
@@ -156,7 +172,9 @@ def create_app(
     app.include_router(validation.router)  # before rest: `$validate` neither
     app.include_router(scheduling.router)
     app.include_router(grants.router)
+    app.include_router(federation.router)
     app.include_router(publication.router)  # before rest: `$bulk-publish` is not a type
+    app.include_router(export.router)  # before rest: `$export` neither
     app.include_router(rest.router)
     return app
 

@@ -1,5 +1,5 @@
 """The `creneau` command: serve, generate and load fixtures, manage OAuth2 clients, issue a
-token."""
+token, register the publishers to aggregate."""
 
 from __future__ import annotations
 
@@ -14,14 +14,17 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 
-from server.app import make_authority, make_policy, make_store
+from server.app import load_conformance, make_authority, make_policy, make_store
 from server.auth import clients
 from server.config import Settings
+from server.federation import importing
 from server.fhir.outcome import FhirError
 from server.store.base import Store
 
+SOURCE_ACTIONS = ("add", "list", "remove")  # `federation` actions of `_source_actions`
 SANDBOX_WARNING = """
 ************************************************************************
 *  SANDBOX: authentication is OFF. Every request acts as an admin      *
@@ -55,14 +58,21 @@ def main(argv: list[str] | None = None) -> None:
     )
     _fixture_commands(commands)
     _client_commands(commands)
+    _federation_commands(commands)
     token = commands.add_parser("token", help="print an access token for a stored client")
     _store_options(token)
     token.add_argument("--client", required=True, help="the client_id")
     token.add_argument("--scope", help="scopes asked for (default: all the client may have)")
     args = parser.parse_args(argv)
     settings = _settings(args)
+    if args.command == "federation" and args.action in SOURCE_ACTIONS:
+        _run_source_command(parser, settings, args)
+        return
     if args.command in ("clients", "token"):
         _run_auth_command(parser, settings, args)
+        return
+    if args.command == "federation":
+        _run_federation_command(parser, settings, args)
         return
     if args.command == "fixtures" and args.action is not None:
         _run_fixture_command(parser, settings, args)
@@ -120,6 +130,50 @@ def _run_fixture_command(
             )
     except (OSError, ValueError) as error:
         parser.exit(2, f"creneau: {error}\n")
+
+
+def _federation_commands(commands: Any) -> None:
+    group = commands.add_parser("federation", help="move agendas between servers")
+    actions = group.add_subparsers(dest="action", required=True)
+    load = actions.add_parser(
+        "import", help="load an export (NDJSON files or a manifest URL) through the rules"
+    )
+    _store_options(load)
+    load.add_argument("source", nargs="+", help="NDJSON files or folders, or a manifest URL")
+    load.add_argument("--token", help="the access token a manifest URL and its files need")
+    load.add_argument(
+        "--origin",
+        default="urn:creneau:import",
+        help="for files: the exporting server's base, naming what has no identifier "
+        "(a manifest gives it)",
+    )
+    _source_actions(actions)
+
+
+def _run_federation_command(
+    parser: argparse.ArgumentParser, settings: Settings, args: argparse.Namespace
+) -> None:
+    try:
+        report = asyncio.run(_with_store(settings, lambda store: _import(store, settings, args)))
+    except (FhirError, OSError, ValueError, httpx.HTTPError) as error:
+        parser.exit(2, f"creneau: {error}\n")
+    print("\n".join(report.lines()) or "nothing to import")
+
+
+async def _import(store: Store, settings: Settings, args: argparse.Namespace) -> Any:
+    """`federation import`: files, or the manifest at a URL and the files it lists."""
+    from server.api import export
+    from server.federation import importing_sources
+
+    profiles = load_conformance(settings).by_url
+    fhir = export.server_interactions(store, settings, make_policy(settings), profiles)
+    first = args.source[0]
+    if len(args.source) == 1 and first.startswith(("http://", "https://")):
+        async with httpx.AsyncClient(timeout=30.0) as http:
+            source, request = await importing_sources.remote(first, http, args.token)
+            return await export.load(fhir, source, importing.origin_of(request or first))
+    files = importing_sources.Files(Path(p) for p in args.source)
+    return await export.load(fhir, files, args.origin)
 
 
 def _client_commands(commands: Any) -> None:
@@ -186,6 +240,47 @@ async def _auth_command(store: Store, settings: Settings, args: argparse.Namespa
         return (await clients.disable(store, args.client_id)).public()
     client, secret = await clients.rotate_secret(store, args.client_id)
     return {**client.public(), "client_secret": secret}
+
+
+def _source_actions(actions: Any) -> None:
+    """`federation add|list|remove`: the publishers this server aggregates."""
+    add = actions.add_parser("add", help="aggregate a publisher, by its $bulk-publish URL")
+    _store_options(add)
+    add.add_argument("url", help="the URL of its manifest ($bulk-publish)")
+    add.add_argument("--name", help="a short name (default: from the URL's host)")
+    _store_options(actions.add_parser("list", help="every source with its status, as JSON"))
+    remove = actions.add_parser("remove", help="forget a source and what was kept from it")
+    _store_options(remove)
+    remove.add_argument("name")
+
+
+def _run_source_command(
+    parser: argparse.ArgumentParser, settings: Settings, args: argparse.Namespace
+) -> None:
+    try:
+        result = asyncio.run(
+            _with_store(settings, lambda store: _source_command(store, settings, args))
+        )
+    except (FhirError, OSError, ValueError) as error:
+        parser.exit(2, f"creneau: {error}\n")
+    print(json.dumps(result, indent=2))
+
+
+async def _source_command(store: Store, settings: Settings, args: argparse.Namespace) -> Any:
+    from server.federation import consumer, sources
+    from server.fhir.values import now_instant
+
+    if args.action == "add":
+        return (await sources.add(store, url=args.url, name=args.name, now=now_instant())).public()
+    if args.action == "list":
+        return [
+            {**s.public(), "status": (await sources.status(store, s.name)).public()}
+            for s in await sources.list_all(store)
+        ]
+    source = await sources.get_or_raise(store, args.name)
+    await sources.remove(store, source, now_instant())
+    rules = consumer.server_rules(make_policy(settings), settings.fhir_base, settings.limits)
+    return {"name": source.name, "removed": await consumer.forget(store, rules, source.name)}
 
 
 def _jwks(path: Path) -> dict[str, Any]:

@@ -26,6 +26,7 @@ class Settings:
     max_body_bytes: int = 2 * 1024 * 1024
     hold_seconds: int = 300
     hold_sweep_seconds: float = 5.0  # how often lapsed holds are cancelled (0: never)
+    federation_poll_seconds: float = 15.0  # how often sources due are polled (0: never)
     access_log: bool = False  # a line per request (`server.api.access_log`)
     vaccination_codes: str = ",".join(DEFAULT_VACCINATION_CODES)  # system|code, comma-separated
     # identifier systems unique per resource type, comma-separated (empty: the rule is off)
@@ -60,6 +61,7 @@ class Settings:
             "CRENEAU_MAX_BODY_BYTES": str(self.max_body_bytes),
             "CRENEAU_HOLD_SECONDS": str(self.hold_seconds),
             "CRENEAU_HOLD_SWEEP_SECONDS": str(self.hold_sweep_seconds),
+            "CRENEAU_FEDERATION_POLL_SECONDS": str(self.federation_poll_seconds),
             "CRENEAU_ACCESS_LOG": "1" if self.access_log else "",
             "CRENEAU_VACCINATION_CODES": self.vaccination_codes,
             NATIONAL_IDENTIFIER_SYSTEMS: self.national_identifier_systems,
@@ -93,6 +95,7 @@ class Settings:
             ("max_body_bytes", int),
             ("hold_seconds", int),
             ("hold_sweep_seconds", float),
+            ("federation_poll_seconds", float),
             ("vaccination_codes", str),
             ("sandbox", _flag),
             ("access_log", _flag),

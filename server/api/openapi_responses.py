@@ -55,6 +55,7 @@ HEADERS = {
     "WWW-Authenticate": "The Bearer challenge",
     "Allow": "The methods this resource takes",
     "Retry-After": "Seconds to wait before trying again",
+    "Content-Location": "Where to poll the job's status: `[base]/$export-status/{job}`",
 }
 ERROR_HEADERS = {
     401: ("WWW-Authenticate",),
@@ -171,6 +172,22 @@ ROUTES: dict[str, Kind] = {
     ),
     "POST /auth/clients/{client_id}/disable": _client("The client, disabled"),
     "POST /auth/clients/{client_id}/rotate-secret": _client("The client and its new secret"),
+    "POST /federation/sources": Kind(
+        {201: Answer("The source registered", {"type": "object"}, JSON)}, (400, 401, 403, 409, 503)
+    ),
+    "GET /federation/sources": Kind(
+        {200: Answer("Every source and its last poll", {"type": "array"}, JSON)}, (401, 403, 503)
+    ),
+    "GET /federation/sources/{name}": Kind(
+        {200: Answer("The source and its last poll", {"type": "object"}, JSON)},
+        (401, 403, 404, 503),
+    ),
+    "POST /federation/sources/{name}/poll": Kind(
+        {200: Answer("The poll's outcome", {"type": "object"}, JSON)}, (401, 403, 404, 503)
+    ),
+    "DELETE /federation/sources/{name}": Kind(
+        {200: Answer("The source removed", {"type": "object"}, JSON)}, (401, 403, 404, 503)
+    ),
     "GET /sandbox": Kind(
         {200: Answer("The named scenarios (sandbox mode only)", {"type": "object"}, JSON)},
         (404,),
@@ -284,6 +301,7 @@ OWN: dict[str, tuple[dict[int, str], tuple[int, ...]]] = {
     "grant": ({201: "A new grant", 200: "The grant to this client, replaced"}, (404,)),
     "revoke": ({200: ""}, ()),
     "grants": ({200: ""}, ()),
+    "export": ({202: "Accepted: poll the status URL given in Content-Location"}, (404,)),
     "validate": ({200: "The validation: every issue found, errors included, or All OK"}, ()),
 }
 

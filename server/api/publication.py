@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Annotated, Any
@@ -24,6 +25,7 @@ from server.api.auth import authority_of
 from server.api.deps import SettingsDep, StoreDep, settings_of, store_of
 from server.api.negotiation import check_accept
 from server.api.openapi_responses import Answer, Kind
+from server.auth import remote
 from server.auth.access import Access
 from server.auth.caller import sandbox
 from server.federation import departments, fingerprint, outputs, place_files, slot_files
@@ -136,7 +138,8 @@ def _snapshot(request: Request, store: Store, reader: Access, since: str | None)
             raise outcome.bad_request(f"_since is an instant with its time zone, not {since!r}")
     bookability = Bookability(store, policy, settings.fhir_base, policy.now())
     budget = settings.limits.request_seconds
-    return Snapshot(store, reader, bookability, moment, budget)
+    ours = replace(reader, discover=reader.discover - {remote.PUBLISHER})  # never republished
+    return Snapshot(store, ours, bookability, moment, budget)
 
 
 async def _caching(

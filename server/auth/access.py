@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.auth import audiences, labelling, labels, owners
+from server.auth import audiences, labelling, labels, owners, remote
 from server.auth.caller import Caller
 from server.auth.grants import Grant
 from server.fhir import outcome
@@ -69,7 +69,8 @@ class Access:
         book = manage | granted("book", mine)
         quotas = {g.owner: g.quota for g in mine if g.quota is not None}
         acts_for = {g.owner: g.audience for g in mine if g.audience}
-        return cls(caller, manage, book, book | granted("discover", live), quotas, acts_for)
+        discover = book | granted("discover", live) | {remote.PUBLISHER}  # published for all
+        return cls(caller, manage, book, discover, quotas, acts_for)
 
     @property
     def admin(self) -> bool:
@@ -149,7 +150,11 @@ class Access:
         """A client's own write (REST or Bundle entry): may it change this resource so?
 
         Booking rules (a `book` grant for each slot taken, the daily quota) are the scheduling
-        rules' part, since every path that takes a slot goes through them."""
+        rules' part, since every path that takes a slot goes through them. Another
+        publisher's resources (`remote`) are read-only to every client, admins included."""
+        if remote.is_remote(previous) or remote.is_remote(body):
+            name = remote.source_of(previous) or remote.source_of(body)
+            raise forbidden(f"Resources of the source {name!r} are its publisher's: read-only here")
         if self.admin:
             return
         kind = (body or previous or {}).get("resourceType", "")

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.auth import audiences, labels, owners
+from server.auth import audiences, labels, owners, remote
 from server.store import writes
 from server.store.base import Reader, Transaction, Version
 
 Body = dict[str, Any]
+PUBLIC = frozenset({audiences.PUBLIC})
 
 
 async def label(
@@ -21,6 +22,8 @@ async def label(
     """`body` with the owner and client labels its type calls for; types that are no one's
     (the directory: Practitioner, Organization, Location, ...) carry none."""
     kind = body.get("resourceType")
+    if remote.is_remote(body) and kind in ("Schedule", "Slot"):  # the publisher's, for all
+        return labels.with_labels(body, frozenset({remote.PUBLISHER}), frozenset(), PUBLIC)
     found = await _derive(reader, kind, previous, body, creator, own_base)
     if found is None:
         return labels.with_labels(body, frozenset(), frozenset())

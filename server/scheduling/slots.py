@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from server.auth import remote
 from server.fhir import outcome
 from server.fhir.values import parse_instant, period_bounds
 from server.scheduling.claims import Claim, claim_of
@@ -99,6 +100,7 @@ async def take(
     slot = await tx.current("Slot", slot_id)
     if slot is None or slot.deleted:
         raise slot_gone(slot_id, "it does not exist")
+    remote.refuse_booking(slot_id, slot.body)  # another publisher's: booked at its link
     schedule_id = (slot.body or {}).get("schedule", {}).get("reference", "").rpartition("/")[2]
     schedule = await tx.current("Schedule", schedule_id)
     reason = not_bookable(slot, None if schedule is None else schedule.body, now)

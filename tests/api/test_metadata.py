@@ -37,7 +37,8 @@ async def test_metadata_lists_the_operations_on_their_types(client: httpx.AsyncC
     assert declared["Location"] == {"doses": BASE + "doses", **validate}
     grants = {code: BASE + code for code in ("grant", "revoke", "grants")}
     assert declared["Organization"] == {**grants, **validate}
-    assert declared["Practitioner"] == {"doses": BASE + "doses", **grants, **validate}
+    exports = {"export": BASE + "export"}
+    assert declared["Practitioner"] == {"doses": BASE + "doses", **grants, **exports, **validate}
     assert declared["Patient"] == declared["Slot"] == validate
 
 

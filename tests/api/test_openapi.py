@@ -26,6 +26,7 @@ READ = "/fhir/{resource_type}/{resource_id}"
 TYPE = "/fhir/{resource_type}"
 FIND = "/fhir/Appointment/$find"
 BOOK = "/fhir/Appointment/$book"
+BULK = ("$export", "$export-status", "$export-file", "$import")  # an export needs a token
 # Routes that validate no resource, so never answer 422.
 NEVER_UNPROCESSABLE = (
     ("post", FIND),
@@ -86,7 +87,12 @@ def test_every_fhir_route_refuses_xml_and_every_guarded_one_says_401_and_403(
         if path.startswith("/fhir/.well-known") or not path.startswith("/fhir"):
             continue
         assert "406" in operation["responses"], (method, path)
-        guarded = not segments or segments[0] in (*SERVED_TYPES, "{resource_type}", "_history")
+        guarded = not segments or segments[0] in (
+            *SERVED_TYPES,
+            "{resource_type}",
+            "_history",
+            *BULK,
+        )
         if guarded:
             assert {"401", "403", "503"} <= set(operation["responses"]), (method, path)
         elif segments[0] == "$bulk-publish":  # public; a token, when sent, must be valid

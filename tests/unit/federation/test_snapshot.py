@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from server.auth import remote
 from server.auth.grants import EVERYONE, Grant
 from server.federation.snapshot import paced, public
 from server.fhir.outcome import FhirError
@@ -24,7 +25,8 @@ def test_the_public_discovers_the_owners_that_opened_discovery_to_everyone_only(
         ),
     ]
     reader = public(grants, NOW)
-    assert reader.discover == {"Organization/open"}
+    # and remote publications, which the publication leaves out (`api.publication._snapshot`)
+    assert reader.discover == {"Organization/open", remote.PUBLISHER}
     assert not reader.manage and not reader.book and not reader.admin
     assert reader.search_filter("Slot") is not None  # its public Slots only
 

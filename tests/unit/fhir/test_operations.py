@@ -29,7 +29,9 @@ LEVELS = {
     "revoke": (["Organization", "Practitioner"], False, True, True),
     "grants": (["Organization", "Practitioner"], False, True, False),
     "validate": (list(SERVED_TYPES), True, True, False),
+    "export": (["Practitioner"], False, True, False),
 }
+SYSTEM_LEVEL = ("export",)  # also invoked on the base
 # id: the parameters as (use, name, min, max, type)
 PARAMETERS = {
     "appointment-find": [
@@ -95,6 +97,11 @@ PARAMETERS = {
         ("out", "return", 1, "1", "OperationOutcome"),
     ],
     "grants": [("out", "return", 1, "1", "Bundle")],
+    "export": [
+        ("in", "_outputFormat", 0, "1", "string"),
+        ("in", "_since", 0, "1", "instant"),
+        ("in", "_type", 0, "1", "string"),
+    ],
     "appointment-cancel": [
         ("in", "reason", 0, "1", "CodeableConcept"),
         ("out", "return", 1, "1", "Appointment"),
@@ -159,7 +166,8 @@ def test_definition_is_a_valid_operation_definition(definition: dict[str, Any]) 
     OperationDefinition.model_validate(definition)
     assert definition["url"] == BASE + definition["id"]
     assert (definition["status"], definition["kind"]) == ("active", "operation")
-    assert definition["description"].strip() and not definition["system"]
+    assert definition["description"].strip()
+    assert definition["system"] is (definition["id"] in SYSTEM_LEVEL)
     # The invariants fhir.resources does not check (opd-1, opd-2, opd-3).
     for parameter in _walk(definition["parameter"]):
         assert ("type" in parameter) != ("part" in parameter), parameter["name"]
@@ -222,7 +230,7 @@ def test_hold_takes_a_slot_reference_and_says_when_the_hold_ends() -> None:
         ("Schedule", ["cancel-appointments", "generate-slots", "validate"]),
         ("Location", ["doses", "validate"]),
         ("Organization", ["grant", "grants", "revoke", "validate"]),
-        ("Practitioner", ["doses", "grant", "grants", "revoke", "validate"]),
+        ("Practitioner", ["doses", "export", "grant", "grants", "revoke", "validate"]),
         ("Patient", ["validate"]),
         ("Slot", ["validate"]),
     ],

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fhir.resources.R4B.structuredefinition import StructureDefinition
 
+from server.auth import grants
 from server.scheduling import availability
 from server.scheduling.vocabulary import CANONICAL, SERVER_MANAGED
 
@@ -32,4 +33,4 @@ def test_each_definition_is_a_valid_extension_under_our_canonical() -> None:
 
 
 def test_every_extension_of_ours_is_defined() -> None:
-    assert SERVER_MANAGED | {availability.URL} == set(definitions())
+    assert SERVER_MANAGED | {availability.URL, grants.GRANT} == set(definitions())
