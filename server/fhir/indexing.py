@@ -26,14 +26,34 @@ ReferenceRow = tuple[str, str | None, str | None, str]  # param, type, id, liter
 NumberRow = tuple[str, float]  # param, value
 QuantityRow = tuple[str, float, str | None, str | None]  # param, value, system, code
 UriRow = tuple[str, str]  # param, value
-CompositeRow = tuple[str, str, str, str]  # name, reference literal, low, high
+CompositeRow = tuple[str, str, str, str, str]  # name, reference literal, state, low, high
 
-# The scheduling hot paths: a reference and a date searched together (Slot by schedule and start,
-# Appointment by actor and date). Each pair is indexed as one row so that a store can range-scan
-# one schedule's (or actor's) time line instead of probing every resource the reference matches.
-COMPOSITES: dict[str, tuple[tuple[str, str], ...]] = {
-    "Slot": (("schedule", "start"),),
-    "Appointment": (("actor", "date"), ("patient", "date")),
+
+@dataclass(frozen=True)
+class Composite:
+    """A scheduling hot path: a reference, a status and an instant searched together (a
+    schedule's free slots of a day, an actor's appointments of a week). Each resource gets one
+    row per reference, so that a store answers such a search from one index range per
+    reference and status: (reference, state, low) ordered, the rest checked on the index row.
+
+    `date` must be an instant-typed element (Slot.start, Appointment.start): its range is
+    narrower than `INSTANT_WIDTH`, which is what lets a bound on `high` be sought on `low`."""
+
+    reference: str  # a reference search parameter
+    state: str  # a token search parameter on a required code (the status)
+    date: str  # a date search parameter on an instant
+
+    @property
+    def name(self) -> str:
+        return f"{self.reference}+{self.state}+{self.date}"
+
+
+COMPOSITES: dict[str, tuple[Composite, ...]] = {
+    "Slot": (Composite("schedule", "status", "start"),),
+    "Appointment": (
+        Composite("actor", "status", "date"),
+        Composite("patient", "status", "date"),
+    ),
 }
 
 
@@ -74,15 +94,20 @@ def extract(resource: dict[str, Any], own_base: str = "") -> IndexValues:
     for param in registry().of(resource["resourceType"]).values():
         for value in param.values(resource):
             _add(index, param, value, own_base)
-    for reference_param, date_param in COMPOSITES.get(resource["resourceType"], ()):
-        index.composite.extend(
-            (f"{reference_param}+{date_param}", literal, low, high)
-            for ref_param, _, _, literal in index.reference
-            if ref_param == reference_param
-            for param, low, high in index.date
-            if param == date_param
-        )
+    for shape in COMPOSITES.get(resource["resourceType"], ()):
+        index.composite.extend(_composite_rows(index, shape))
     return index
+
+
+def _composite_rows(index: IndexValues, shape: Composite) -> list[CompositeRow]:
+    state = next((row[2] or "" for row in index.token if row[0] == shape.state), "")
+    return [
+        (shape.name, literal, state, low, high)
+        for ref_param, _, _, literal in index.reference
+        if ref_param == shape.reference
+        for param, low, high in index.date
+        if param == shape.date
+    ]
 
 
 def _add(index: IndexValues, param: SearchParam, value: Any, own_base: str) -> None:

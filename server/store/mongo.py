@@ -10,9 +10,10 @@ between concurrent transactions becomes a 409, never a 500.
 Indexes on `resources`, and the searches they serve:
     (type, id) unique                read, and no two creates of one id
     (type, deleted, _id)             a type's listing, keyset paging, sorted-search snapshots
-    (type, cmp.n, cmp.l, cmp.hi)     Slot by schedule+status+start and Appointment by
-                                     actor+date: one reference's time line (`composite`),
-                                     status checked on the fetched documents
+    (type, cmp.n, cmp.l, cmp.st, cmp.lo)
+                                     Slot by schedule+status+start and Appointment by
+                                     actor+status+date: one range per reference and status
+                                     (`composite`)
     (type, ref.p, ref.ri)            Schedule by actor, chains, _revinclude
     (type, tok.p, tok.c)             identifier, status, _id (what `_has` resolves to)
     (type, date.p, date.lo)          date ranges nothing more selective narrows
@@ -45,7 +46,14 @@ from pymongo.write_concern import WriteConcern
 
 from server.fhir import outcome
 from server.fhir.indexing import IndexValues
-from server.store import cursors, deadline, mongo_records, mongo_search, mongo_tabulation
+from server.store import (
+    cursors,
+    deadline,
+    mongo_migrations,
+    mongo_records,
+    mongo_search,
+    mongo_tabulation,
+)
 from server.store.base import (
     Found,
     Query,
@@ -71,7 +79,7 @@ RESOURCE_INDEXES: list[tuple[list[str], bool]] = [
     (["type", "str.p", "str.n"], False),
     (["type", "uri.p", "uri.v"], False),
     (["ref.ri", "ref.rt"], False),
-    (["type", "cmp.n", "cmp.l", "cmp.hi"], False),
+    (["type", "cmp.n", "cmp.l", "cmp.st", "cmp.lo"], False),
 ]
 HISTORY_INDEXES: list[tuple[list[str], bool]] = [
     (["type", "id", "version"], True),
@@ -382,6 +390,7 @@ class MongoStore(_MongoReader, Store):
             else client.get_default_database(DEFAULT_DATABASE)
         )
         test_server = await _is_test_server(database)
+        await mongo_migrations.migrate(database, self.own_base)
         await _create_indexes(database, test_server)
         if test_server:
             # nx-27017 isolates no transaction, and stores the `readConcern` of a transaction

@@ -41,7 +41,7 @@ FIELDS = {
     "number": ("p", "v"),
     "quantity": ("p", "v", "s", "c"),
     "uri": ("p", "v"),
-    "composite": ("n", "l", "lo", "hi"),
+    "composite": ("n", "l", "st", "lo", "hi"),
 }
 COMPARISONS = {"<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}
 # The element field a kind sorts by (as `sqlite_search.order_by`); dates descending use `hi`.
@@ -72,7 +72,7 @@ def where(resource_type: str, matches: list[Match]) -> Filter:
     found: Filter = {"type": resource_type, "deleted": False}
     timeline = composite.plan(resource_type, matches)
     if timeline is not None:
-        matches = [m for m in matches if m is not timeline.covered]
+        matches = [m for m in matches if not any(m is c for c in timeline.covered)]
     conditions = [_condition(match) for match in matches]
     if timeline is not None:
         conditions.insert(0, _timeline(timeline))
@@ -82,11 +82,24 @@ def where(resource_type: str, matches: list[Match]) -> Filter:
 
 
 def _timeline(plan: composite.CompositePlan) -> Filter:
-    """The composite-index condition: served by (type, cmp.n, cmp.l, cmp.hi)."""
-    element: Filter = {"n": plan.name, "l": plan.literal}
-    for column, comparison, value in plan.bounds:
-        field = "hi" if column == "high" else "lo"
-        element.setdefault(field, {})[COMPARISONS[comparison]] = value
+    """The composite-index condition: served by (type, cmp.n, cmp.l, cmp.st, cmp.lo), one
+    range per reference and state; the dates checked exactly on the same element."""
+    element: Filter = {
+        "n": plan.name,
+        "l": {"$in": list(plan.literals)},
+        "st": {"$in": list(plan.states)},
+    }
+    terms = [("lo", COMPARISONS[comparison], value) for comparison, value in plan.seek]
+    for date in plan.dates:
+        terms += [
+            (field, operator, operand)
+            for field, condition in range_filters(date, "lo", "hi")[0].items()
+            for operator, operand in condition.items()
+        ]
+    for field, operator, operand in terms:
+        bounds = element.setdefault(field, {})
+        tighter = max if operator in ("$gt", "$gte") else min
+        bounds[operator] = tighter(bounds.get(operator, operand), operand)
     return {"cmp": {"$elemMatch": element}}
 
 

@@ -23,7 +23,14 @@ import orjson
 
 from server.fhir import outcome
 from server.fhir.indexing import IndexValues
-from server.store import cursors, deadline, sqlite_records, sqlite_search, sqlite_tabulation
+from server.store import (
+    cursors,
+    deadline,
+    sqlite_migrations,
+    sqlite_records,
+    sqlite_search,
+    sqlite_tabulation,
+)
 from server.store.base import (
     Found,
     Query,
@@ -78,9 +85,10 @@ CREATE TABLE IF NOT EXISTS idx_uri (rid INTEGER NOT NULL, rtype TEXT NOT NULL,
 CREATE INDEX IF NOT EXISTS idx_uri_probe ON idx_uri (rid, param);
 CREATE INDEX IF NOT EXISTS idx_uri_drive ON idx_uri (rtype, param, value);
 CREATE TABLE IF NOT EXISTS idx_composite (rid INTEGER NOT NULL, rtype TEXT NOT NULL,
-    name TEXT NOT NULL, literal TEXT NOT NULL, low TEXT NOT NULL, high TEXT NOT NULL);
+    name TEXT NOT NULL, literal TEXT NOT NULL, state TEXT NOT NULL, low TEXT NOT NULL,
+    high TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS idx_composite_drive
-    ON idx_composite (rtype, name, literal, high, low, rid);
+    ON idx_composite (rtype, name, literal, state, low, high, rid);
 CREATE INDEX IF NOT EXISTS idx_composite_rid ON idx_composite (rid);
 CREATE TABLE IF NOT EXISTS tallies (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 """
@@ -92,7 +100,7 @@ INDEX_COLUMNS = {
     "number": "param, value",
     "quantity": "param, value, system, code",
     "uri": "param, value",
-    "composite": "name, literal, low, high",
+    "composite": "name, literal, state, low, high",
 }
 RESOURCE_COLUMNS = "r.type, r.id, r.version, r.last_updated, r.body"
 POOL_SIZE = 8
@@ -440,7 +448,9 @@ class SqliteStore(_SqliteReader, Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         first = await anyio.to_thread.run_sync(_connect, str(self.path))
         schema = SCHEMA + sqlite_records.SCHEMA + sqlite_tabulation.SCHEMA
+        await _when_free(lambda: anyio.to_thread.run_sync(sqlite_migrations.before_schema, first))
         await _when_free(lambda: anyio.to_thread.run_sync(first.executescript, schema))
+        await _when_free(lambda: anyio.to_thread.run_sync(sqlite_migrations.after_schema, first))
         self._connections = [first] + [_connect(str(self.path)) for _ in range(POOL_SIZE - 1)]
         for connection in self._connections:
             self._pool.put_nowait(connection)

@@ -54,7 +54,7 @@ def where(resource_type: str, matches: list[Match]) -> SQL:
         (sql, composite_args), covered = composite
         clauses.append(sql)
         args += composite_args
-        matches = [m for m in matches if m is not covered]
+        matches = [m for m in matches if not any(m is c for c in covered)]
     driver = None if composite else _driver(matches)
     for match in matches:
         sql, match_args = _condition(resource_type, match, drive=match is driver)
@@ -63,19 +63,26 @@ def where(resource_type: str, matches: list[Match]) -> SQL:
     return balanced(clauses, "AND"), args
 
 
-def _composite(resource_type: str, matches: list[Match]) -> tuple[SQL, Match] | None:
-    """The composite-index driver for a scheduling hot path, and the Match it covers."""
+def _composite(resource_type: str, matches: list[Match]) -> tuple[SQL, tuple[Match, ...]] | None:
+    """The composite-index driver for a scheduling hot path, and the Matches it answers: one
+    range of `idx_composite_drive` per reference and state."""
     found = composite.plan(resource_type, matches)
     if found is None:
         return None
+    literals, literal_args = _one_of(("literal",), [(literal,) for literal in found.literals])
+    states = ", ".join("?" for _ in found.states)
     sql = (
         "r.seq IN (SELECT rid FROM idx_composite i WHERE i.rtype = ? AND i.name = ? "
-        "AND i.literal = ?"
+        f"AND {literals} AND i.state IN ({states})"
     )
-    args: list[Any] = [resource_type, found.name, found.literal]
-    for column, comparison, value in found.bounds:
-        sql += f" AND i.{column} {comparison} ?"
+    args: list[Any] = [resource_type, found.name, *literal_args, *found.states]
+    for comparison, value in found.seek:
+        sql += f" AND i.low {comparison} ?"
         args.append(value)
+    for date in found.dates:
+        exact, exact_args = range_sql(date, "i.low", "i.high")
+        sql += f" AND {exact}"
+        args += exact_args
     return (sql + ")", args), found.covered
 
 
