@@ -86,7 +86,7 @@ def seed(base: str, slots: int) -> None:
             }
             entries.append(_post(schedule, f"urn:uuid:{uuid.UUID(int=10**6 + n)}"))
         answer = _transaction(client, entries)
-        schedules = [e["response"]["location"].split("/_history")[0] for e in answer["entry"][1::2]]
+        schedules = [_relative(e["response"]["location"]) for e in answer["entry"][1::2]]
         (CACHE / f"slots-{slots}" / "schedules.json").write_text(json.dumps(schedules))
         per_schedule = slots // PRACTITIONERS
         pending: list[dict[str, Any]] = []
@@ -98,6 +98,12 @@ def seed(base: str, slots: int) -> None:
                     pending = []
         if pending:
             _transaction(client, pending)
+
+
+def _relative(location: str) -> str:
+    """`Schedule/id` of a Location header: the server's base (its port) changes between runs,
+    and an absolute reference to another base is a foreign one, which finds nothing here."""
+    return "/".join(location.split("/_history")[0].split("/")[-2:])
 
 
 def _post(resource: dict[str, Any], full_url: str | None = None) -> dict[str, Any]:
@@ -188,6 +194,10 @@ def workload_files(
         sas100.append(sas_query(n, 100))
     with httpx.Client(base_url=base, timeout=120) as client:
         ids = client.get("/Slot", params={"_count": "1000", "_elements": "id"}).json()
+        for name, path in (("search", searches[0]), ("sas", sas[0])):
+            found = client.get(path.removeprefix("/fhir")).json().get("entry", [])
+            if not found:
+                raise SystemExit(f"the {name} workload finds nothing: {path}")
     reads = [f"/fhir/Slot/{e['resource']['id']}" for e in ids.get("entry", [])]
     files = {"search": searches, "include": includes, "sas": sas, "sas100": sas100, "read": reads}
     out: dict[str, tuple[str, list[str]]] = {}
@@ -209,14 +219,10 @@ def body_files(
     ]
     (folder / "create.txt").write_text("\n".join(creates) + "\n")
     with httpx.Client(base_url=base, timeout=300) as client:
-        patient = client.post(
-            "/Patient",
-            json={"resourceType": "Patient", "name": [{"family": "Bench"}]},
-            headers=FHIR_JSON,
-        ).json()["id"]
         free = _free_slots(client, enough // 4)
+        patients = _patients(client, len(free))
     books = []
-    for slot_id in free:
+    for slot_id, patient in zip(free, patients, strict=True):
         appointment = {
             "resourceType": "Appointment",
             "status": "proposed",
@@ -236,6 +242,19 @@ def body_files(
         "create": ("bodies.lua", [str(folder / "create.txt"), "/fhir/Slot", str(THREADS)]),
         "book": ("bodies.lua", [str(folder / "book.txt"), "/fhir/Appointment/$book", str(THREADS)]),
     }
+
+
+def _patients(client: httpx.Client, count: int) -> list[str]:
+    """One patient per booking: a patient booked twice at the same time would be refused."""
+    ids: list[str] = []
+    for first in range(0, count, BATCH):
+        entries = [
+            _post({"resourceType": "Patient", "name": [{"family": f"Bench{n}"}]})
+            for n in range(first, min(first + BATCH, count))
+        ]
+        answer = _transaction(client, entries)
+        ids += [_relative(e["response"]["location"]).split("/")[1] for e in answer["entry"]]
+    return ids
 
 
 def _free_slots(client: httpx.Client, most: int) -> list[str]:
@@ -269,7 +288,7 @@ def main(args: argparse.Namespace) -> int:
         if fresh:
             print(f"seeding {args.slots} slots into {data} (once) ...", file=sys.stderr)
             seed(base, args.slots)
-        schedules = json.loads((data / "schedules.json").read_text())
+        schedules = [_relative(s) for s in json.loads((data / "schedules.json").read_text())]
         folder = Path(tempfile.mkdtemp(prefix="creneau-wrk-"))
         plans = workload_files(base, args.slots, folder, schedules)
         plans |= body_files(base, folder, schedules, args.seconds)

@@ -23,6 +23,7 @@ from server.api import (
     find,
     grants,
     health,
+    hot_reads,
     metadata,
     openapi,
     paging,
@@ -176,6 +177,7 @@ def create_app(
     app.include_router(publication.router)  # before rest: `$bulk-publish` is not a type
     app.include_router(export.router)  # before rest: `$export` neither
     app.include_router(rest.router)
+    hot_reads.install(app)  # ahead of them all
     return app
 
 

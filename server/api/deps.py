@@ -91,9 +91,19 @@ async def _trail(
 ) -> AsyncIterator[Trail]:
     """Kept on the request for the audit of its refusal; a read is audited once answered,
     when the operator asks for it (`audit_reads`)."""
+    trail = _request_trail(request, access)
+    yield trail
+    answered(request, trail)
+
+
+def _request_trail(request: Request, access: Access) -> Trail:
     trail = trail_of(request, access.caller)
     request.state.trail = trail
-    yield trail
+    return trail
+
+
+def answered(request: Request, trail: Trail) -> None:
+    """After a successful answer: a read is audited when the operator asks for it."""
     if trail.action.reads_only and settings_of(request).audit_reads:
         request.app.state.audit.put(trail.event(SUCCESS))
 
@@ -106,9 +116,17 @@ async def _rules(
     """The scheduling rules for this request's writes, on behalf of whoever makes it. The Slots
     of a large generation are written once the route is done (its transactions committed) and
     before it is answered, a batch to a transaction (`generation.Later`)."""
-    settings = settings_of(request)
     later = generation.Later()
-    rules = SchedulingRules(
+    rules = _scheduling_rules(request, access, trail, later)
+    yield rules
+    await later.write(store_of(request), settings_of(request).fhir_base, rules, trail)
+
+
+def _scheduling_rules(
+    request: Request, access: Access, trail: Trail, later: generation.Later
+) -> SchedulingRules:
+    settings = settings_of(request)
+    return SchedulingRules(
         request.app.state.policy,
         access,
         settings.fhir_base,
@@ -117,13 +135,15 @@ async def _rules(
         later=later,
         conformity=Conformity(request.app.state.conformance.by_url, strict=strict(request)),
     )
-    yield rules
-    await later.write(store_of(request), settings.fhir_base, rules, trail)
 
 
 async def _interactions(
     request: Request, rules: Annotated[SchedulingRules, Depends(_rules, scope="function")]
 ) -> Interactions:
+    return _interactions_of(request, rules)
+
+
+def _interactions_of(request: Request, rules: SchedulingRules) -> Interactions:
     settings = settings_of(request)
     return Interactions(
         store_of(request),
@@ -135,6 +155,15 @@ async def _interactions(
         paging_key=request.app.state.paging_key,
         conformity=Conformity(request.app.state.conformance.by_url, strict=strict(request)),
     )
+
+
+async def reading(request: Request) -> tuple[Interactions, Trail]:
+    """What `Fhir` gives a read-only request, resolved by hand for the routes served before
+    FastAPI's routing (`api.hot_reads`); `answered` is theirs to call once they answer."""
+    access = await _access(request)
+    trail = _request_trail(request, access)
+    rules = _scheduling_rules(request, access, trail, generation.Later())
+    return _interactions_of(request, rules), trail
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -4,9 +4,10 @@ that a request can be followed from a client's log to the server's."""
 from __future__ import annotations
 
 import re
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.fhir.values import unique_id
 
 HEADER = b"x-request-id"
 SANE = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
@@ -21,7 +22,7 @@ class RequestIds:
             await self.app(scope, receive, send)
             return
         given = dict(scope["headers"]).get(HEADER, b"")
-        request_id = given if SANE.match(given) else str(uuid.uuid4()).encode()
+        request_id = given if SANE.match(given) else unique_id().encode()
         scope.setdefault("state", {})["request_id"] = request_id.decode()
 
         async def tagged(message: Message) -> None:

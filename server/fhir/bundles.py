@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-from server.fhir.values import now_instant
+from server.fhir.values import now_instant, unique_id
 
 
 def bundle(
@@ -17,7 +16,7 @@ def bundle(
 ) -> dict[str, Any]:
     result: dict[str, Any] = {
         "resourceType": "Bundle",
-        "id": str(uuid.uuid4()),
+        "id": unique_id(),
         "meta": {"lastUpdated": now_instant()},
         "type": kind,
     }

@@ -8,8 +8,10 @@ the last instant of 9999 UTC); strings lose case and accents; references split i
 from __future__ import annotations
 
 import calendar
+import random
 import re
 import unicodedata
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
@@ -95,6 +97,12 @@ def stamp(moment: datetime) -> str:
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment.strftime(STAMP).rjust(len(LOWEST), "0")
+
+
+def unique_id() -> str:
+    """A version-4 UUID for what needs to be unique, not unguessable (a Bundle's id, a
+    request's): drawn from Python's generator, not from a system call as `uuid4` is."""
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
 def now_instant() -> str:

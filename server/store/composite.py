@@ -98,6 +98,15 @@ def _every_state(resource_type: str, shape: Composite) -> tuple[str, ...]:
     return ("", *sorted(required_bindings().get(f"{resource_type}.{shape.state}", ())))
 
 
+def window(found: CompositePlan) -> timedelta:
+    """How long a time line the plan's ranges span (unbounded: `timedelta.max`)."""
+    lower = [value for comparison, value in found.seek if comparison in (">", ">=")]
+    upper = [value for comparison, value in found.seek if comparison in ("<", "<=")]
+    if not lower or not upper:
+        return timedelta.max
+    return datetime.fromisoformat(min(upper)) - datetime.fromisoformat(max(lower))
+
+
 def seek_bounds(value: RangeValue) -> tuple[Bound, ...]:
     """Bounds on a stored instant's `low` that its date condition implies: `high` is less than
     `INSTANT_WIDTH` after `low`, so `high >= x` implies `low > x - INSTANT_WIDTH`."""

@@ -104,6 +104,7 @@ INDEX_COLUMNS = {
 }
 RESOURCE_COLUMNS = "r.type, r.id, r.version, r.last_updated, r.body"
 POOL_SIZE = 8
+BOUNDED_PAGE = 200  # the default page: what a search on the event loop may read at most
 CACHE_KIB = 8192  # each connection's own page cache (written and recently used pages)
 BUSY_WAIT = 0.0005  # first wait when another process holds the write lock; doubles up to 4 ms
 BUSY_LIMIT = 30.0
@@ -190,7 +191,8 @@ class _SqliteReader(Reader):
         if not keys:
             return []
         listed = orjson.dumps(keys).decode()
-        rows = await self._run(
+        run = self._run_bounded if len(keys) <= BOUNDED_PAGE else self._run  # reads by key
+        rows = await run(
             lambda db: db.execute(
                 f"SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.deleted = 0 "
                 "AND (r.type, r.id) IN (SELECT json_extract(value, '$[0]'), "
@@ -201,6 +203,8 @@ class _SqliteReader(Reader):
         return [_version(row) for row in rows]
 
     async def find(self, query: Query) -> Found:
+        if _bounded(query):
+            return await self._run_bounded(lambda db: _find(db, query))
         return await self._run(lambda db: _find(db, query))
 
     async def tallies(self, prefix: str) -> dict[str, int]:
@@ -220,6 +224,18 @@ class _SqliteReader(Reader):
             ).fetchall()
         )
         return dict(rows)
+
+
+def _bounded(query: Query) -> bool:
+    """A search whose work is one composite index range and its page (a schedule's slots of a
+    day, an actor's appointments of a week): run on the event loop, which a thread hop costs
+    more than. Anything else (sorts, totals, general conditions) goes to a thread."""
+    return (
+        not query.sort
+        and not query.with_total
+        and query.count <= BOUNDED_PAGE
+        and sqlite_search.timeline_only(query.resource_type, query.matches)
+    )
 
 
 def _find(db: sqlite3.Connection, query: Query) -> Found:

@@ -13,6 +13,7 @@ deep, which a chain of a thousand ORs is).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -41,6 +42,9 @@ DRIVER_RANK = {
     "date": 5,
 }
 PREFIX_END = "\U0010ffff"
+# A search within these reads a bounded number of rows (a schedule's slots of a week at most).
+BOUNDED_RANGES = 20
+BOUNDED_WINDOW = timedelta(days=7)
 
 SQL = tuple[str, list[Any]]
 Equality = tuple[tuple[str, ...], tuple[Any, ...]]  # columns of the index row, the values wanted
@@ -61,6 +65,18 @@ def where(resource_type: str, matches: list[Match]) -> SQL:
         clauses.append(sql)
         args += match_args
     return balanced(clauses, "AND"), args
+
+
+def timeline_only(resource_type: str, matches: list[Match]) -> bool:
+    """Whether the composite rows answer every Match (`composite.plan` covers them all) from a
+    few ranges of at most `BOUNDED_WINDOW` each: then the search's work is bounded."""
+    found = composite.plan(resource_type, matches)
+    return (
+        found is not None
+        and len(found.literals) * len(found.states) <= BOUNDED_RANGES
+        and len(found.covered) == len(matches)
+        and composite.window(found) <= BOUNDED_WINDOW
+    )
 
 
 def _composite(resource_type: str, matches: list[Match]) -> tuple[SQL, tuple[Match, ...]] | None:

@@ -157,3 +157,22 @@ async def test_a_store_of_the_previous_schema_is_migrated(sqlite_settings: Setti
         assert await _same_answers(client, schedule) > 50
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] >= 1
+
+
+def test_only_a_short_window_runs_as_a_bounded_statement() -> None:
+    """A schedule's day (or week) of slots is read on the event loop; an open-ended window,
+    which may hold a schedule's whole future, goes to a thread."""
+    day, next_day = date_range("2030-05-06"), date_range("2030-05-07")
+    far = date_range("2030-06-06")
+    assert day is not None and next_day is not None and far is not None
+    schedule = Match(
+        "schedule", "reference", None, (ReferenceValue("Schedule", "s1", "Schedule/s1"),)
+    )
+    since = Match("start", "date", None, (RangeValue("ge", *day),))
+    assert sqlite_search.timeline_only(
+        "Slot", [schedule, since, Match("start", "date", None, (RangeValue("lt", *next_day),))]
+    )
+    assert not sqlite_search.timeline_only("Slot", [schedule, since])
+    assert not sqlite_search.timeline_only(
+        "Slot", [schedule, since, Match("start", "date", None, (RangeValue("lt", *far),))]
+    )
