@@ -23,7 +23,7 @@ from server.api import (
     find,
     grants,
     health,
-    hot_reads,
+    hot_routes,
     metadata,
     openapi,
     paging,
@@ -177,7 +177,7 @@ def create_app(
     app.include_router(publication.router)  # before rest: `$bulk-publish` is not a type
     app.include_router(export.router)  # before rest: `$export` neither
     app.include_router(rest.router)
-    hot_reads.install(app)  # ahead of them all
+    hot_routes.install(app)  # ahead of them all
     return app
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -157,13 +158,18 @@ def _interactions_of(request: Request, rules: SchedulingRules) -> Interactions:
     )
 
 
-async def reading(request: Request) -> tuple[Interactions, Trail]:
-    """What `Fhir` gives a read-only request, resolved by hand for the routes served before
-    FastAPI's routing (`api.hot_reads`); `answered` is theirs to call once they answer."""
+@asynccontextmanager
+async def interactions_by_hand(request: Request) -> AsyncIterator[Interactions]:
+    """What `Fhir` gives a route, resolved by hand for the routes served before FastAPI's
+    routing (`api.hot_routes`): the same steps as `_trail`, `_rules` and `_interactions`, and
+    the same ones once the route is done."""
     access = await _access(request)
     trail = _request_trail(request, access)
-    rules = _scheduling_rules(request, access, trail, generation.Later())
-    return _interactions_of(request, rules), trail
+    later = generation.Later()
+    rules = _scheduling_rules(request, access, trail, later)
+    yield _interactions_of(request, rules)
+    await later.write(store_of(request), settings_of(request).fhir_base, rules, trail)
+    answered(request, trail)
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
