@@ -14,7 +14,7 @@ import sqlite3
 import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -104,6 +104,8 @@ INDEX_COLUMNS = {
 }
 RESOURCE_COLUMNS = "r.type, r.id, r.version, r.last_updated, r.body"
 POOL_SIZE = 8
+CHECKPOINT_SECONDS = 1.0  # how often the WAL is copied into the database file
+SMALL_WRITE = 20  # resources a transaction may write and still commit on the event loop
 BOUNDED_PAGE = 200  # the default page: what a search on the event loop may read at most
 CACHE_KIB = 8192  # each connection's own page cache (written and recently used pages)
 BUSY_WAIT = 0.0005  # first wait when another process holds the write lock; doubles up to 4 ms
@@ -126,6 +128,9 @@ def _connect(path: str) -> sqlite3.Connection:
     # fast); the OS page cache, shared by every connection and worker, holds the file.
     connection.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
     connection.execute("PRAGMA busy_timeout=0")
+    # No checkpoint inside a commit (which would copy the WAL into the file and sync it, on the
+    # event loop): the store's checkpointer does it in a thread (`SqliteStore._checkpoints`).
+    connection.execute("PRAGMA wal_autocheckpoint=0")
     return connection
 
 
@@ -330,25 +335,35 @@ class SqliteTransaction(_SqliteReader, Transaction):
         self._db = connection
         self._writers = writers
         self._begun = False
+        self._written = 0  # resources put so far
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         deadline.check()
         if self._begun:
             return await anyio.to_thread.run_sync(fn, self._db)
-        return await self._begin(fn)
+        return await self._begin(fn, bounded=False)
 
     async def _run_bounded(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         deadline.check()
         if self._begun:
             return fn(self._db)
-        return await self._begin(fn)
+        return await self._begin(fn, bounded=True)
 
-    async def _begin(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """The first statement: after BEGIN IMMEDIATE, waited for without holding a thread."""
+    async def _begin(self, fn: Callable[[sqlite3.Connection], T], bounded: bool) -> T:
+        """The first statement, after BEGIN IMMEDIATE: waited for without holding a thread
+        (a busy store answers at once, `busy_timeout` 0), and run on the event loop when the
+        statement is bounded, as BEGIN is."""
         await self._writers.acquire()
         try:
             result: list[T] = []
-            await _when_free(lambda: anyio.to_thread.run_sync(_begin_then, self._db, fn, result))
+
+            async def attempt() -> None:
+                if bounded:
+                    _begin_then(self._db, fn, result)
+                else:
+                    await anyio.to_thread.run_sync(_begin_then, self._db, fn, result)
+
+            await _when_free(attempt)
         except BaseException:
             self._writers.release()
             raise
@@ -356,18 +371,26 @@ class SqliteTransaction(_SqliteReader, Transaction):
         return result[0]
 
     async def finish(self, commit: bool) -> None:
+        """COMMIT (or ROLLBACK) on the event loop for a small transaction: with the checkpoint
+        kept out of it, it only appends the pages written to the WAL."""
         if not self._begun:
             return
+        statement = "COMMIT" if commit else "ROLLBACK"
         try:
-            await anyio.to_thread.run_sync(self._db.execute, "COMMIT" if commit else "ROLLBACK")
+            if self._written <= SMALL_WRITE:
+                self._db.execute(statement)
+            else:
+                await anyio.to_thread.run_sync(self._db.execute, statement)
         finally:
             self._begun = False
+            self._written = 0
             self._writers.release()
 
     async def guard(self, key: str) -> None:
         """Nothing to add: the write lock taken by the first statement serializes writers."""
 
     async def put(self, new: Version, index: IndexValues | None, previous: Version | None) -> None:
+        self._written += 1
         await self._run_bounded(lambda db: _put(db, new, index, previous))
 
     async def put_new(self, new: list[tuple[Version, IndexValues]]) -> None:
@@ -375,7 +398,8 @@ class SqliteTransaction(_SqliteReader, Transaction):
             for version, index in new:
                 _put(db, version, index, None)
 
-        await self._run(put_all)
+        self._written += len(new)
+        await (self._run_bounded if len(new) <= SMALL_WRITE else self._run)(put_all)
 
     async def tally(self, key: str, delta: int) -> None:
         await self._run_bounded(
@@ -453,6 +477,7 @@ class SqliteStore(_SqliteReader, Store):
         self.own_base = own_base
         self._pool: asyncio.Queue[sqlite3.Connection] = asyncio.Queue()
         self._connections: list[sqlite3.Connection] = []
+        self._checkpointer: asyncio.Task[None] | None = None
         # Queues this process's writers in order instead of letting them poll SQLite's lock;
         # atomicity and isolation still come from SQLite, across processes too.
         self._writers = asyncio.Lock()
@@ -470,6 +495,19 @@ class SqliteStore(_SqliteReader, Store):
         self._connections = [first] + [_connect(str(self.path)) for _ in range(POOL_SIZE - 1)]
         for connection in self._connections:
             self._pool.put_nowait(connection)
+        self._checkpointer = asyncio.create_task(self._checkpoints(_connect(str(self.path))))
+
+    async def _checkpoints(self, db: sqlite3.Connection) -> None:
+        """Copy the WAL into the database file every `CHECKPOINT_SECONDS`, in a thread, beside
+        readers and writers (PASSIVE: whatever they do not hold); the WAL restarts from its
+        beginning at the next write once it has all been copied."""
+        try:
+            while True:
+                await asyncio.sleep(CHECKPOINT_SECONDS)
+                with suppress(sqlite3.OperationalError):  # another process checkpointing
+                    await anyio.to_thread.run_sync(db.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            db.close()
 
     async def clear(self) -> None:
         def empty(db: sqlite3.Connection) -> None:
@@ -479,6 +517,11 @@ class SqliteStore(_SqliteReader, Store):
         await self._write(empty)
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._checkpointer
+            self._checkpointer = None
         for connection in self._connections:
             connection.close()
         self._connections = []
