@@ -182,14 +182,17 @@ class _SqliteReader(Reader):
         written), on the event loop itself: a thread hop costs more than the statement."""
 
     async def current(self, resource_type: str, resource_id: str) -> Version | None:
+        row = await self._current_row(resource_type, resource_id)
+        return _version(row) if row else None
+
+    async def _current_row(self, resource_type: str, resource_id: str) -> Any:
         def read(db: sqlite3.Connection) -> Any:
             return db.execute(
                 f"SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.type = ? AND r.id = ?",
                 (resource_type, resource_id),
             ).fetchone()
 
-        row = await self._run_bounded(read)
-        return _version(row) if row else None
+        return await self._run_bounded(read)
 
     async def current_many(self, keys: list[tuple[str, str]]) -> list[Version]:
         """The keys as one JSON array: one SQL variable, however many they are."""
@@ -336,6 +339,17 @@ class SqliteTransaction(_SqliteReader, Transaction):
         self._writers = writers
         self._begun = False
         self._written = 0  # resources put so far
+        # Rows read by key in this transaction, each parsed anew for its caller: under the write
+        # lock nobody else changes them, and this transaction's own puts forget theirs. (A
+        # booking reads its Slot five times, checking rules that each stand alone.)
+        self._rows: dict[tuple[str, str], Any] = {}
+
+    async def _current_row(self, resource_type: str, resource_id: str) -> Any:
+        key = (resource_type, resource_id)
+        if not self._begun or key not in self._rows:
+            row = await super()._current_row(resource_type, resource_id)
+            self._rows[key] = row
+        return self._rows[key]
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         deadline.check()
@@ -384,6 +398,7 @@ class SqliteTransaction(_SqliteReader, Transaction):
         finally:
             self._begun = False
             self._written = 0
+            self._rows.clear()
             self._writers.release()
 
     async def guard(self, key: str) -> None:
@@ -391,6 +406,7 @@ class SqliteTransaction(_SqliteReader, Transaction):
 
     async def put(self, new: Version, index: IndexValues | None, previous: Version | None) -> None:
         self._written += 1
+        self._rows.pop((new.type, new.id), None)
         await self._run_bounded(lambda db: _put(db, new, index, previous))
 
     async def put_new(self, new: list[tuple[Version, IndexValues]]) -> None:
@@ -399,6 +415,8 @@ class SqliteTransaction(_SqliteReader, Transaction):
                 _put(db, version, index, None)
 
         self._written += len(new)
+        for version, _ in new:
+            self._rows.pop((version.type, version.id), None)
         await (self._run_bounded if len(new) <= SMALL_WRITE else self._run)(put_all)
 
     async def tally(self, key: str, delta: int) -> None:
