@@ -150,6 +150,18 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
     return data
 
 
+async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in a worker thread. A cancelled caller still waits for the thread to finish
+    before the cancellation goes on: the thread holds a connection, which must not go back to
+    the pool (or be closed) under it. (anyio's shield does not hold off `Task.cancel`.)"""
+    work = asyncio.ensure_future(anyio.to_thread.run_sync(fn, *args))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait([work])
+        raise
+
+
 async def _when_free(attempt: Callable[[], Any]) -> None:
     """Run `attempt` until SQLite's write lock is free, sleeping between tries (not blocking)."""
     wait, give_up = BUSY_WAIT, time.monotonic() + BUSY_LIMIT
@@ -354,7 +366,7 @@ class SqliteTransaction(_SqliteReader, Transaction):
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         deadline.check()
         if self._begun:
-            return await anyio.to_thread.run_sync(fn, self._db)
+            return await _in_thread(fn, self._db)
         return await self._begin(fn, bounded=False)
 
     async def _run_bounded(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -375,7 +387,7 @@ class SqliteTransaction(_SqliteReader, Transaction):
                 if bounded:
                     _begin_then(self._db, fn, result)
                 else:
-                    await anyio.to_thread.run_sync(_begin_then, self._db, fn, result)
+                    await _in_thread(_begin_then, self._db, fn, result)
 
             await _when_free(attempt)
         except BaseException:
@@ -394,7 +406,7 @@ class SqliteTransaction(_SqliteReader, Transaction):
             if self._written <= SMALL_WRITE:
                 self._db.execute(statement)
             else:
-                await anyio.to_thread.run_sync(self._db.execute, statement)
+                await _in_thread(self._db.execute, statement)
         finally:
             self._begun = False
             self._written = 0
@@ -496,6 +508,7 @@ class SqliteStore(_SqliteReader, Store):
         self._pool: asyncio.Queue[sqlite3.Connection] = asyncio.Queue()
         self._connections: list[sqlite3.Connection] = []
         self._checkpointer: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         # Queues this process's writers in order instead of letting them poll SQLite's lock;
         # atomicity and isolation still come from SQLite, across processes too.
         self._writers = asyncio.Lock()
@@ -505,25 +518,29 @@ class SqliteStore(_SqliteReader, Store):
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        first = await anyio.to_thread.run_sync(_connect, str(self.path))
+        first = await _in_thread(_connect, str(self.path))
         schema = SCHEMA + sqlite_records.SCHEMA + sqlite_tabulation.SCHEMA
-        await _when_free(lambda: anyio.to_thread.run_sync(sqlite_migrations.before_schema, first))
-        await _when_free(lambda: anyio.to_thread.run_sync(first.executescript, schema))
-        await _when_free(lambda: anyio.to_thread.run_sync(sqlite_migrations.after_schema, first))
+        await _when_free(lambda: _in_thread(sqlite_migrations.before_schema, first))
+        await _when_free(lambda: _in_thread(first.executescript, schema))
+        await _when_free(lambda: _in_thread(sqlite_migrations.after_schema, first))
         self._connections = [first] + [_connect(str(self.path)) for _ in range(POOL_SIZE - 1)]
         for connection in self._connections:
             self._pool.put_nowait(connection)
+        self._stopping = asyncio.Event()
         self._checkpointer = asyncio.create_task(self._checkpoints(_connect(str(self.path))))
 
     async def _checkpoints(self, db: sqlite3.Connection) -> None:
         """Copy the WAL into the database file every `CHECKPOINT_SECONDS`, in a thread, beside
         readers and writers (PASSIVE: whatever they do not hold); the WAL restarts from its
-        beginning at the next write once it has all been copied."""
+        beginning at the next write once it has all been copied. Stopped between two
+        checkpoints (`close`), never during one."""
         try:
-            while True:
-                await asyncio.sleep(CHECKPOINT_SECONDS)
+            while not self._stopping.is_set():
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), CHECKPOINT_SECONDS)
+                    break
                 with suppress(sqlite3.OperationalError):  # another process checkpointing
-                    await anyio.to_thread.run_sync(db.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+                    await _in_thread(db.execute, "PRAGMA wal_checkpoint(PASSIVE)")
         finally:
             db.close()
 
@@ -536,9 +553,8 @@ class SqliteStore(_SqliteReader, Store):
 
     async def close(self) -> None:
         if self._checkpointer is not None:
-            self._checkpointer.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._checkpointer
+            self._stopping.set()
+            await self._checkpointer
             self._checkpointer = None
         for connection in self._connections:
             connection.close()
@@ -555,7 +571,7 @@ class SqliteStore(_SqliteReader, Store):
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         deadline.check()
         async with self._connection() as db:
-            return await anyio.to_thread.run_sync(fn, db)
+            return await _in_thread(fn, db)
 
     async def _run_bounded(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         deadline.check()

@@ -1,9 +1,13 @@
-"""The embedded store's WAL is copied into the database file by the store's checkpointer, in a
-thread, not by whichever commit crosses SQLite's threshold on the event loop."""
+"""What the embedded store does in threads: the WAL copied into the database file by its
+checkpointer (not by whichever commit crosses SQLite's threshold, on the event loop), and no
+connection given back to the pool, or closed, while a thread still works on it."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
+from contextlib import suppress
 from pathlib import Path
 
 from server.fhir.indexing import IndexValues
@@ -30,5 +34,28 @@ async def test_the_wal_reaches_the_database_file_without_a_commit_copying_it(
         assert store.path.stat().st_size == before
         await asyncio.sleep(embedded.CHECKPOINT_SECONDS * 2)
         assert store.path.stat().st_size > before + 300 * 2000
+    finally:
+        await store.close()
+
+
+async def test_a_cancelled_caller_waits_for_its_thread_to_let_go_of_the_connection(
+    tmp_path: Path,
+) -> None:
+    store = embedded.SqliteStore(tmp_path / "store.sqlite")
+    await store.open()
+    finished: list[bool] = []
+
+    def slow(db: sqlite3.Connection) -> None:
+        time.sleep(0.3)
+        db.execute("SELECT count(*) FROM resources").fetchone()
+        finished.append(True)
+
+    try:
+        caller = asyncio.create_task(store._run(slow))
+        await asyncio.sleep(0.05)
+        caller.cancel()
+        with suppress(asyncio.CancelledError):
+            await caller
+        assert finished == [True]  # the connection went back to the pool after the thread
     finally:
         await store.close()
