@@ -14,7 +14,7 @@ import sqlite3
 import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -104,8 +104,7 @@ INDEX_COLUMNS = {
 }
 RESOURCE_COLUMNS = "r.type, r.id, r.version, r.last_updated, r.body"
 POOL_SIZE = 8
-CHECKPOINT_SECONDS = 1.0  # how often the WAL is copied into the database file
-SMALL_WRITE = 20  # resources a transaction may write and still commit on the event loop
+SMALL_WRITE = 20  # resources a batch of puts may hold and still run on the event loop
 BOUNDED_PAGE = 200  # the default page: what a search on the event loop may read at most
 CACHE_KIB = 8192  # each connection's own page cache (written and recently used pages)
 BUSY_WAIT = 0.0005  # first wait when another process holds the write lock; doubles up to 4 ms
@@ -128,9 +127,6 @@ def _connect(path: str) -> sqlite3.Connection:
     # fast); the OS page cache, shared by every connection and worker, holds the file.
     connection.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
     connection.execute("PRAGMA busy_timeout=0")
-    # No checkpoint inside a commit (which would copy the WAL into the file and sync it, on the
-    # event loop): the store's checkpointer does it in a thread (`SqliteStore._checkpoints`).
-    connection.execute("PRAGMA wal_autocheckpoint=0")
     return connection
 
 
@@ -350,7 +346,6 @@ class SqliteTransaction(_SqliteReader, Transaction):
         self._db = connection
         self._writers = writers
         self._begun = False
-        self._written = 0  # resources put so far
         # Rows read by key in this transaction, each parsed anew for its caller: under the write
         # lock nobody else changes them, and this transaction's own puts forget theirs. (A
         # booking reads its Slot five times, checking rules that each stand alone.)
@@ -397,19 +392,16 @@ class SqliteTransaction(_SqliteReader, Transaction):
         return result[0]
 
     async def finish(self, commit: bool) -> None:
-        """COMMIT (or ROLLBACK) on the event loop for a small transaction: with the checkpoint
-        kept out of it, it only appends the pages written to the WAL."""
+        """COMMIT (or ROLLBACK) in a thread: a commit may checkpoint the WAL into the database
+        file (SQLite's auto-checkpoint, every 1000 pages), which is no work for the event loop
+        (a checkpointer of our own, every second, let the WAL grow to 400 MB under bookings)."""
         if not self._begun:
             return
         statement = "COMMIT" if commit else "ROLLBACK"
         try:
-            if self._written <= SMALL_WRITE:
-                self._db.execute(statement)
-            else:
-                await _in_thread(self._db.execute, statement)
+            await _in_thread(self._db.execute, statement)
         finally:
             self._begun = False
-            self._written = 0
             self._rows.clear()
             self._writers.release()
 
@@ -417,7 +409,6 @@ class SqliteTransaction(_SqliteReader, Transaction):
         """Nothing to add: the write lock taken by the first statement serializes writers."""
 
     async def put(self, new: Version, index: IndexValues | None, previous: Version | None) -> None:
-        self._written += 1
         self._rows.pop((new.type, new.id), None)
         await self._run_bounded(lambda db: _put(db, new, index, previous))
 
@@ -426,7 +417,6 @@ class SqliteTransaction(_SqliteReader, Transaction):
             for version, index in new:
                 _put(db, version, index, None)
 
-        self._written += len(new)
         for version, _ in new:
             self._rows.pop((version.type, version.id), None)
         await (self._run_bounded if len(new) <= SMALL_WRITE else self._run)(put_all)
@@ -507,8 +497,6 @@ class SqliteStore(_SqliteReader, Store):
         self.own_base = own_base
         self._pool: asyncio.Queue[sqlite3.Connection] = asyncio.Queue()
         self._connections: list[sqlite3.Connection] = []
-        self._checkpointer: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
         # Queues this process's writers in order instead of letting them poll SQLite's lock;
         # atomicity and isolation still come from SQLite, across processes too.
         self._writers = asyncio.Lock()
@@ -526,23 +514,6 @@ class SqliteStore(_SqliteReader, Store):
         self._connections = [first] + [_connect(str(self.path)) for _ in range(POOL_SIZE - 1)]
         for connection in self._connections:
             self._pool.put_nowait(connection)
-        self._stopping = asyncio.Event()
-        self._checkpointer = asyncio.create_task(self._checkpoints(_connect(str(self.path))))
-
-    async def _checkpoints(self, db: sqlite3.Connection) -> None:
-        """Copy the WAL into the database file every `CHECKPOINT_SECONDS`, in a thread, beside
-        readers and writers (PASSIVE: whatever they do not hold); the WAL restarts from its
-        beginning at the next write once it has all been copied. Stopped between two
-        checkpoints (`close`), never during one."""
-        try:
-            while not self._stopping.is_set():
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), CHECKPOINT_SECONDS)
-                    break
-                with suppress(sqlite3.OperationalError):  # another process checkpointing
-                    await _in_thread(db.execute, "PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            db.close()
 
     async def clear(self) -> None:
         def empty(db: sqlite3.Connection) -> None:
@@ -552,10 +523,6 @@ class SqliteStore(_SqliteReader, Store):
         await self._write(empty)
 
     async def close(self) -> None:
-        if self._checkpointer is not None:
-            self._stopping.set()
-            await self._checkpointer
-            self._checkpointer = None
         for connection in self._connections:
             connection.close()
         self._connections = []
