@@ -5,6 +5,7 @@ named by its bare id through the general index tables, on both stores."""
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from datetime import UTC, datetime, timedelta
 from itertools import product
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
+from pymongo import MongoClient
 
 from server.app import create_app
 from server.config import Settings
@@ -176,3 +178,30 @@ def test_only_a_short_window_runs_as_a_bounded_statement() -> None:
     assert not sqlite_search.timeline_only(
         "Slot", [schedule, since, Match("start", "date", None, (RangeValue("lt", *far),))]
     )
+
+
+async def test_a_mongodb_database_of_the_previous_shape_is_migrated(mongodb_uri: str) -> None:
+    """Composite elements written before they had a state (`st`) are recomputed once, when
+    the database is opened, and searches through them find what they found."""
+    database = f"t{uuid.uuid4().hex[:12]}"
+    settings = Settings(  # type: ignore[call-arg]
+        base_url="http://test",
+        mongodb_uri=mongodb_uri.replace("/?", f"/{database}?"),
+        sandbox=True,
+        hold_sweep_seconds=0.0,
+    )
+    app, client = await _open(settings)
+    async with app.router.lifespan_context(app), client:
+        schedule = await _slots(client)
+        expected = await _ids(client, [("schedule", schedule.removeprefix("Schedule/"))])
+    with MongoClient(mongodb_uri) as mongo:
+        resources = mongo[database].resources
+        for document in resources.find({"type": "Slot"}, {"cmp": 1}):
+            old = [{k: v for k, v in e.items() if k != "st"} for e in document["cmp"]]
+            resources.update_one({"_id": document["_id"]}, {"$set": {"cmp": old}})
+        mongo[database].records.delete_one({"_id": "schema-step/composite-states"})
+    app, client = await _open(settings)
+    async with app.router.lifespan_context(app), client:
+        found = await _ids(client, [("schedule", schedule), ("start", "ge2000-01-01")])
+        assert found == expected
+        assert await _same_answers(client, schedule) > 50
