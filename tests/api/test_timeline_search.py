@@ -174,6 +174,9 @@ def test_only_a_short_window_runs_as_a_bounded_statement() -> None:
     assert sqlite_search.timeline_only(
         "Slot", [schedule, since, Match("start", "date", None, (RangeValue("lt", *next_day),))]
     )
+    visible = Match("_security", "token", None, (TokenValue("https://x.example", "owner"),))
+    day = Match("start", "date", None, (RangeValue("lt", *next_day),))
+    assert sqlite_search.timeline_only("Slot", [visible, schedule, since, day])  # auth on
     assert not sqlite_search.timeline_only("Slot", [schedule, since])
     assert not sqlite_search.timeline_only(
         "Slot", [schedule, since, Match("start", "date", None, (RangeValue("lt", *far),))]
