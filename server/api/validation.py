@@ -74,6 +74,8 @@ def _asked(body: Any, request: Request) -> Asked:
         raise outcome.bad_request(f"mode is one of {', '.join(MODES)} here, not {mode!r}")
     given = found.get("profile", {})
     profile = given.get("valueCanonical") or given.get("valueUri") or profile
+    if profile is not None and not isinstance(profile, str):
+        raise outcome.bad_request("profile is a canonical URL: valueCanonical or valueUri")
     resource = found.get("resource", {}).get("resource")
     return Asked(resource if isinstance(resource, dict) else None, profile)
 

@@ -158,6 +158,19 @@ async def test_validate_an_instance_against_a_named_profile(client: httpx.AsyncC
     assert missing.status_code == 404
 
 
+async def test_validate_refuses_a_profile_that_is_no_url(client: httpx.AsyncClient) -> None:
+    """Found by the fuzz test: a number as `valueCanonical` was a 500."""
+    asked = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "resource", "resource": make_practitioner(fresh_rpps())},
+            {"name": "profile", "valueCanonical": 62},
+        ],
+    }
+    answer = await client.post("/fhir/Practitioner/$validate", json=asked)
+    assert answer.status_code == 400, answer.text
+
+
 async def test_validate_takes_the_profiles_the_ig_examples_claim(
     client: httpx.AsyncClient,
 ) -> None:
